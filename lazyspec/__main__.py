@@ -1,0 +1,3 @@
+from lazyspec.cli import main
+
+main()

@@ -1,0 +1,75 @@
+"""The Python API: load a spec, build its module, dry-run it.
+
+    spec = lazyspec.load("model.yaml")
+    model = spec.build(device="meta")            # an ordinary nn.Module of lazy layers
+    result = spec.infer("2,20")                   # an InferResult (plain data)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lazyspec.errors import SpecError
+from lazyspec.inputs import InputShape, canonical_dtype, parse_input
+from lazyspec.result import InferResult
+from lazyspec.spec.model import Spec
+from lazyspec.spec.parse import parse_file
+
+InputLike = str | InputShape | Sequence[int]
+
+
+@dataclass
+class LoadedSpec:
+    """A parsed spec whose structure has been checked."""
+
+    spec: Spec
+
+    def options(self, device: str = "meta", dtype: str = "float32",
+                params: Mapping[str, Any] | None = None, scale: str | None = None,
+                allow: Sequence[str] = ()) -> Any:
+        from lazyspec.compile import BuildOptions
+
+        return BuildOptions(device=device, dtype=canonical_dtype(dtype), allow=tuple(allow),
+                            overrides=dict(params or {}), scale=scale)
+
+    def build(self, device: str = "meta", dtype: str = "float32",
+              params: Mapping[str, Any] | None = None, scale: str | None = None,
+              allow: Sequence[str] = ()) -> Any:
+        """Compile to an nn.Module of lazy layers (not yet materialised)."""
+        from lazyspec.compile import build
+
+        return build(self.spec, self.options(device, dtype, params, scale, allow)).module
+
+    def infer(self, *inputs: InputLike, device: str = "meta", dtype: str = "float32",
+              params: Mapping[str, Any] | None = None, scale: str | None = None,
+              allow: Sequence[str] = ()) -> InferResult:
+        """Compile and dry-run with the given input shapes."""
+        from lazyspec import dryrun
+        from lazyspec.compile import build
+
+        built = build(self.spec, self.options(device, dtype, params, scale, allow))
+        return dryrun.run(built, [to_input(i) for i in inputs])
+
+
+def to_input(value: InputLike) -> InputShape:
+    if isinstance(value, InputShape):
+        return value
+    if isinstance(value, str):
+        return parse_input(value)
+    return InputShape(None, tuple(int(d) for d in value), None)
+
+
+def load(path: str | os.PathLike[str]) -> LoadedSpec:
+    """Parse a spec file (and its includes); raise SpecError listing every structural problem."""
+    spec = parse_file(path)
+    if spec.problems:
+        raise SpecError(spec.problems)
+    return LoadedSpec(spec)
+
+
+def infer(path: str | os.PathLike[str], *inputs: InputLike, **options: Any) -> InferResult:
+    """`lazyspec infer` as a function: load, compile and dry-run."""
+    return load(path).infer(*inputs, **options)

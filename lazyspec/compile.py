@@ -1,0 +1,540 @@
+"""Spec -> nn.Module of lazy modules. No I/O, no printing.
+
+Evaluates params, op arguments, `repeat` and `when`; binds every op call to its signature before
+any tensor exists; builds each module directly on the target device. All problems are collected
+and raised together as one SpecError.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from lazyspec import ops
+from lazyspec.errors import Diagnostic, Location, SpecError, UsageError, did_you_mean, usage_error
+from lazyspec.spec.expr import OpCall, resolve
+from lazyspec.spec.model import Block, Graph, Node, Param, Ref, Spec, Tie
+
+MAX_NODES = 100_000  # after repeats, across all blocks
+MAX_BLOCK_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    device: str = "meta"
+    dtype: str = "float32"  # parameter dtype
+    allow: tuple[str, ...] = ()
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # --set
+    scale: str | None = None
+    max_nodes: int = MAX_NODES
+
+
+@dataclass
+class NodeInfo:
+    """One node of the compiled model, as reports show it."""
+
+    path: str  # module path from the root, e.g. layer2.0.conv1
+    op: str  # the op as the spec names it (block name for a block call)
+    loc: Location
+    trail: tuple[str, ...]  # e.g. ("layer2", "Stage", "0", "BasicBlock", "conv1")
+    order: int  # pre-order position, for printing nested nodes in spec order
+    module_path: str | None = None  # where its module is registered; None: passthrough
+    shared_from: str | None = None  # `share:` target's path
+    skipped: str | None = None  # why it passes its input through (when false, repeat 0)
+
+    @property
+    def depth(self) -> int:
+        return self.path.count(".")
+
+
+@dataclass
+class Step:
+    info: NodeInfo
+    module: nn.Module | None  # None: pass the first input through
+    inputs: tuple[tuple[int, int | None], ...]  # (slot, output index)
+
+
+class SpecModule(nn.Module):
+    """The compiled form of a node list: children registered with the spec's names, run in order.
+
+    Values live in numbered slots: the inputs first, then one per step.
+    """
+
+    def __init__(self, input_names: list[str]):
+        super().__init__()
+        self.input_names = list(input_names)
+        self.steps: list[Step] = []
+        self.outputs: list[tuple[int, int | None]] = []
+        self.tracer: Any = None  # set by the dry run only, and removed in its `finally`
+
+    def gather(self, values: list[Any], step: Step) -> list[Any]:
+        return [values[s] if k is None else values[s][k] for s, k in step.inputs]
+
+    def forward(self, *args: Any) -> Any:
+        if len(args) != len(self.input_names):
+            raise TypeError(f"expects {len(self.input_names)} input(s) "
+                            f"({', '.join(self.input_names)}), got {len(args)}")
+        values = list(args)
+        for step in self.steps:
+            if self.tracer is not None:
+                values.append(self.tracer.run(self, step, values))
+                continue
+            xs = self.gather(values, step)
+            values.append(xs[0] if step.module is None else step.module(*xs))
+        outs = [values[s] if k is None else values[s][k] for s, k in self.outputs]
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+@dataclass
+class Built:
+    """A compiled spec: the module, its nodes in spec order, and what the dry run needs."""
+
+    spec: Spec
+    module: SpecModule
+    nodes: list[NodeInfo]
+    params: dict[str, Any]
+    options: BuildOptions
+    ties: list[Tie]
+
+    def node_for_module(self) -> dict[str, NodeInfo]:
+        return {n.module_path: n for n in self.nodes if n.module_path is not None
+                and n.shared_from is None}
+
+
+# --- params -------------------------------------------------------------------------------------
+
+
+class _LazyEnv(Mapping[str, Any]):
+    """Params evaluated on first use, so a param may depend on another in any order."""
+
+    def __init__(self, raw: Mapping[str, Param], parent: Mapping[str, Any] | None,
+                 problems: list[Diagnostic]):
+        self.raw, self.parent, self.problems = raw, parent or {}, problems
+        self.done: dict[str, Any] = {}
+        self.active: list[str] = []
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.done:
+            return self.done[key]
+        if key not in self.raw:
+            return self.parent[key]
+        if key in self.active:
+            cycle = " -> ".join([*self.active[self.active.index(key):], key])
+            raise SpecError([Diagnostic("LS145", f"params depend on each other: {cycle}",
+                                        self.raw[key].loc, hint="break the cycle")])
+        self.active.append(key)
+        try:
+            self.done[key] = resolve(self.raw[key].value, self)
+        finally:
+            self.active.pop()
+        return self.done[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.raw or key in self.parent
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**dict.fromkeys(self.parent), **dict.fromkeys(self.raw)})
+
+    def __len__(self) -> int:
+        return len(set(self.raw) | set(self.parent))
+
+    def evaluate_all(self) -> dict[str, Any]:
+        for key in self.raw:
+            try:
+                self[key]
+            except SpecError as e:
+                self.problems.extend(e.diagnostics)
+        return dict(self.done)
+
+
+def resolve_params(spec: Spec, options: BuildOptions, problems: list[Diagnostic]) -> dict[str, Any]:
+    """Top-level params with the scale and `--set` applied, all evaluated."""
+    raw = dict(spec.params)
+    if options.scale is not None:
+        if options.scale not in spec.scales:
+            raise usage_error(f"unknown scale '{options.scale}'",
+                              did_you_mean(options.scale, spec.scales)
+                              or ("the spec defines: " + ", ".join(spec.scales) if spec.scales
+                                  else "the spec defines no `scales:`"))
+        for name, p in spec.scales[options.scale].items():
+            if name not in raw:
+                problems.append(Diagnostic("LS124", f"scale '{options.scale}' sets '{name}', "
+                                           "which is not a param", p.loc,
+                                           hint=did_you_mean(name, raw)))
+                continue
+            raw[name] = p
+    for name, value in options.overrides.items():
+        if name not in raw:
+            raise usage_error(f"--set {name}: the spec has no param '{name}'",
+                              did_you_mean(name, raw) or "params: " + ", ".join(raw))
+        raw[name] = Param(name, value, raw[name].loc)
+    return _LazyEnv(raw, None, problems).evaluate_all()
+
+
+# --- the builder --------------------------------------------------------------------------------
+
+
+class _Builder:
+    def __init__(self, spec: Spec, options: BuildOptions):
+        self.spec, self.options = spec, options
+        self.problems: list[Diagnostic] = []
+        self.nodes: list[NodeInfo] = []
+        self.count = 0
+        self.limit_hit = False
+        self.device = torch.device(options.device)
+        self.dtype = getattr(torch, options.dtype)
+
+    def fail(self, code: str, message: str, loc: Location | None, trail: tuple[str, ...],
+             hint: str | None = None) -> None:
+        self.problems.append(Diagnostic(code, message, loc, trail=trail, hint=hint))
+
+    def graph(self, graph: Graph, env: Mapping[str, Any], prefix: str, trail: tuple[str, ...],
+              stack: tuple[str, ...]) -> SpecModule:
+        module = SpecModule(graph.input_names)
+        slot_of: dict[str, int] = {name: i for i, name in enumerate(graph.input_names)}
+        slot_by_position: list[int] = []
+        later = {n.name: n for n in graph.layers if n.name is not None}
+        modules_by_name: dict[str, nn.Module | None] = {}
+        index = 0
+        for node in graph.layers:
+            if node.name is not None and (node.name in slot_of):
+                self.fail("LS115", f"name '{node.name}' is used twice in this list", node.loc,
+                          trail, "each node and input in a list needs its own name")
+            inputs = self.refs(node, graph, slot_of, slot_by_position, later, trail)
+            local = node.name if node.name is not None else str(index)
+            # An unnamed node with `repeat: n` takes n indices, as in a hand-written Sequential.
+            repeat = self.repeat(node, env, trail)
+            index += repeat if (node.name is None and node.call is not None and repeat != 1) else 1
+            out_slot = self.node(module, node, env, prefix, local, trail, stack, inputs, repeat,
+                                 modules_by_name)
+            slot_by_position.append(out_slot)
+            if node.name is not None:
+                slot_of[node.name] = out_slot
+        module.outputs = [x for x in (self.ref(r, graph, slot_of, slot_by_position, later, trail,
+                                                len(graph.layers)) for r in graph.outputs or [])
+                          if x is not None]
+        if not graph.outputs:
+            last = slot_by_position[-1] if slot_by_position else 0
+            module.outputs = [(last, None)]
+        return module
+
+    # references
+
+    def refs(self, node: Node, graph: Graph, slot_of: dict[str, int], by_pos: list[int],
+             later: dict[str, Node], trail: tuple[str, ...]) -> tuple[tuple[int, int | None], ...]:
+        if node.inputs is None:
+            return ((by_pos[-1] if by_pos else 0, None),)
+        out = []
+        for r in node.inputs:
+            resolved = self.ref(r, graph, slot_of, by_pos, later, trail, node.position)
+            if resolved is not None:
+                out.append(resolved)
+        return tuple(out) or ((by_pos[-1] if by_pos else 0, None),)
+
+    def ref(self, r: Ref, graph: Graph, slot_of: dict[str, int], by_pos: list[int],
+            later: dict[str, Node], trail: tuple[str, ...],
+            position: int) -> tuple[int, int | None] | None:
+        if isinstance(r.target, int):
+            p = position + r.target
+            if p >= 0:
+                return (by_pos[p], r.index)
+            if p == -1 and len(graph.input_names) == 1:
+                return (0, r.index)
+            self.fail("LS130", f"'{r.text}' reaches before the first node", r.loc, trail,
+                      "use -1 for the previous node, or name the input")
+            return None
+        if r.target in slot_of:
+            return (slot_of[r.target], r.index)
+        if r.target in later:
+            self.fail("LS131", f"'{r.target}' is defined later (line {later[r.target].loc.line}); "
+                      "a node can only read earlier nodes", r.loc, trail,
+                      "move the node up, so the model stays acyclic")
+            return None
+        self.fail("LS130", f"unknown reference '{r.target}'", r.loc, trail,
+                  did_you_mean(r.target, list(slot_of)) or
+                  "refer to an earlier node's name, an input's name or -1, -2, ...")
+        return None
+
+    # one node
+
+    def repeat(self, node: Node, env: Mapping[str, Any], trail: tuple[str, ...]) -> int:
+        if node.repeat is None:
+            return 1
+        value = self.evaluate(node.repeat, env, trail)
+        if value is None:
+            return 1
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            self.fail("LS111", f"`repeat` must be a whole number >= 0, got {value!r}",
+                      node.repeat_loc, trail)
+            return 1
+        if self.count + value > self.options.max_nodes:
+            self.fail("LS126", f"`repeat: {value}` would make more than "
+                      f"{self.options.max_nodes:,} nodes (limit)", node.repeat_loc, trail,
+                      "lower the repeat count")
+            return 0
+        return value
+
+    def evaluate(self, value: Any, env: Mapping[str, Any], trail: tuple[str, ...]) -> Any:
+        try:
+            return resolve(value, env)
+        except SpecError as e:
+            for d in e.diagnostics:
+                d.trail = d.trail or trail
+            self.problems.extend(e.diagnostics)
+            return None
+
+    def node(self, parent: SpecModule, node: Node, env: Mapping[str, Any], prefix: str,
+             local: str, trail: tuple[str, ...], stack: tuple[str, ...],
+             inputs: tuple[tuple[int, int | None], ...], repeat: int,
+             modules_by_name: dict[str, nn.Module | None]) -> int:
+        path = f"{prefix}{local}"
+        node_trail = (*trail, node.label if node.name else local)
+        op_name = node.call.name if node.call else (f"share:{node.share[0]}" if node.share else "?")
+        info = NodeInfo(path, op_name, node.loc, node_trail, len(self.nodes))
+        self.nodes.append(info)
+        self.count += 1
+        when = True
+        if node.when is not None:
+            when = bool(self.evaluate(node.when, env, node_trail))
+        slot = len(parent.input_names) + len(parent.steps)
+        if node.broken or (node.call is None and node.share is None):
+            parent.steps.append(Step(info, None, inputs[:1]))
+            return slot
+        if not when or repeat == 0:
+            info.skipped = "when: false" if not when else "repeat: 0"
+            parent.steps.append(Step(info, None, inputs[:1]))
+            if node.name is not None:
+                modules_by_name[node.name] = None
+            return slot
+        if node.share is not None:
+            module = self.shared(node, modules_by_name, node_trail)
+            info.module_path = info.shared_from = self.path_of(module, prefix, modules_by_name)
+            parent.steps.append(Step(info, module, inputs))
+            return slot
+        assert node.call is not None
+        if node.name is None and repeat != 1:
+            # Unnamed + repeat: n copies spliced into the enclosing list, each its own index.
+            base = int(local)
+            self.nodes.pop()
+            self.count -= 1
+            prev = inputs
+            for copy_info, module in self.copies(
+                    node.call, env, repeat, lambda i: f"{prefix}{base + i}",
+                    lambda i: (*trail, str(base + i)), stack):
+                if module is not None:
+                    parent.add_module(copy_info.path.rsplit(".", 1)[-1], module)
+                parent.steps.append(Step(copy_info, module, prev))
+                prev = ((len(parent.input_names) + len(parent.steps) - 1, None),)
+            return prev[0][0]
+        if repeat != 1:
+            # Named + repeat: a container `name` holding copies name.0 ... name.{n-1}.
+            container = SpecModule([f"in{i}" for i in range(max(len(inputs), 1))])
+            first = tuple((j, None) for j in range(len(inputs)))
+            for i, (copy_info, module) in enumerate(self.copies(
+                    node.call, env, repeat, lambda i: f"{path}.{i}",
+                    lambda i: (*node_trail, str(i)), stack)):
+                if module is not None:
+                    container.add_module(str(i), module)
+                chain = first if i == 0 else ((len(inputs) + i - 1, None),)
+                container.steps.append(Step(copy_info, module, chain))
+            container.outputs = [(len(container.input_names) + len(container.steps) - 1, None)]
+            module = container
+            info.op = f"{node.call.name} x{repeat}"
+        else:
+            module = self.instantiate(node.call, env, f"{path}.", node_trail, stack)
+        if module is None:
+            parent.steps.append(Step(info, None, inputs[:1]))
+            return slot
+        parent.add_module(local, module)
+        info.module_path = path
+        modules_by_name[local] = module
+        parent.steps.append(Step(info, module, inputs))
+        return slot
+
+    def shared(self, node: Node, modules_by_name: dict[str, nn.Module | None],
+               trail: tuple[str, ...]) -> nn.Module | None:
+        assert node.share is not None
+        target, loc = node.share
+        if target not in modules_by_name:
+            self.fail("LS133", f"`share: {target}`: no earlier node named '{target}' in this list",
+                      loc, trail, did_you_mean(target, modules_by_name))
+            return None
+        module = modules_by_name[target]
+        if module is None:
+            self.fail("LS133", f"`share: {target}`: '{target}' has no module (skipped or "
+                      "failed)", loc, trail)
+        return module
+
+    @staticmethod
+    def path_of(module: nn.Module | None, prefix: str,
+                modules_by_name: dict[str, nn.Module | None]) -> str | None:
+        for name, m in modules_by_name.items():
+            if m is module and module is not None:
+                return f"{prefix}{name}"
+        return None
+
+    def over_limit(self, loc: Location, trail: tuple[str, ...], extra: int = 0) -> bool:
+        """True (reported once) when the model would pass the node limit."""
+        if self.count + extra <= self.options.max_nodes:
+            return False
+        if not self.limit_hit:
+            self.limit_hit = True
+            self.fail("LS126", f"the model has more than {self.options.max_nodes:,} nodes after "
+                      "repeats (limit)", loc, trail, "lower the repeat counts or block sizes")
+        return True
+
+    def copies(self, call: OpCall, env: Mapping[str, Any], repeat: int, path_of: Any,
+               trail_of: Any, stack: tuple[str, ...]) -> Iterator[tuple[NodeInfo, nn.Module | None]]:
+        """Build `repeat` fresh copies; stops early when the node limit would be passed."""
+        for i in range(repeat):
+            before = self.count
+            info = NodeInfo(path_of(i), call.name, call.loc, trail_of(i), len(self.nodes))
+            self.nodes.append(info)
+            self.count += 1
+            module = self.instantiate(call, env, f"{info.path}.", info.trail, stack)
+            info.module_path = info.path if module is not None else None
+            yield info, module
+            if i == 0 and self.over_limit(call.loc, trail_of(i),
+                                          (self.count - before) * (repeat - 1)):
+                return
+            if self.limit_hit:
+                return
+
+    def instantiate(self, call: OpCall, env: Mapping[str, Any], prefix: str,
+                    trail: tuple[str, ...], stack: tuple[str, ...]) -> nn.Module | None:
+        if self.over_limit(call.loc, trail):
+            return None
+        block = self.spec.blocks.get(call.name)
+        if block is not None:
+            return self.block(block, call, env, prefix, trail, stack)
+        try:
+            opdef = ops.resolve(call.name, self.options.allow)
+        except ops.OpLookupError as e:
+            self.fail(e.code, e.message, call.loc, trail, e.hint)
+            return None
+        args = [self.evaluate(a.value, env, trail) for a in call.args]
+        kwargs = {k: self.evaluate(a.value, env, trail) for k, a in call.kwargs}
+        signature = opdef.signature
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as e:
+            self.fail("LS127", f"{call.name}: {e}", call.loc, trail,
+                      f"signature: {call.name}{_public_signature(signature)}")
+            return None
+        params = signature.parameters
+        if "device" in params and "device" not in kwargs:
+            kwargs["device"] = self.device
+        if "dtype" in params and "dtype" not in kwargs and self.dtype.is_floating_point:
+            kwargs["dtype"] = self.dtype
+        try:
+            with self.device:  # modules without a `device` argument still build in place
+                return opdef.cls(*args, **kwargs)
+        except Exception as e:  # a module's constructor rejecting user values, in any way
+            self.fail("LS128", f"{call.name}{_call_text(args, kwargs)} failed: "
+                      f"{type(e).__name__}: {e}", call.loc, trail)
+            return None
+
+    def block(self, block: Block, call: OpCall, env: Mapping[str, Any], prefix: str,
+              trail: tuple[str, ...], stack: tuple[str, ...]) -> nn.Module | None:
+        if block.name in stack:
+            self.fail("LS143", f"block '{block.name}' uses itself: "
+                      f"{' -> '.join([*stack, block.name])}", call.loc, trail,
+                      "blocks cannot be recursive; use `repeat:` for depth")
+            return None
+        if len(stack) >= MAX_BLOCK_DEPTH:
+            self.fail("LS126", f"blocks nested deeper than {MAX_BLOCK_DEPTH} levels (limit)",
+                      call.loc, trail)
+            return None
+        args = [self.evaluate(a.value, env, trail) for a in call.args]
+        kwargs = {k: self.evaluate(a.value, env, trail) for k, a in call.kwargs}
+        signature = inspect.Signature([inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                       for p in block.params])
+        try:
+            bound = signature.bind_partial(*args, **kwargs)
+        except TypeError as e:
+            self.fail("LS127", f"{block.name}: {e}", call.loc, trail,
+                      f"block params, in order: {', '.join(block.params) or '(none)'}")
+            return None
+        raw = {name: (Param(name, bound.arguments[name], p.loc) if name in bound.arguments else p)
+               for name, p in block.params.items()}
+        benv = _LazyEnv(raw, env, self.problems)
+        benv.evaluate_all()
+        return self.graph(block.graph, benv, prefix, (*trail, block.name), (*stack, block.name))
+
+
+def _public_signature(sig: inspect.Signature) -> str:
+    params = [p for n, p in sig.parameters.items() if n not in ("device", "dtype")]
+    return str(sig.replace(parameters=params))
+
+
+def _call_text(args: list[Any], kwargs: dict[str, Any]) -> str:
+    parts = [repr(a) for a in args]
+    parts += [f"{k}={v!r}" for k, v in kwargs.items() if k not in ("device", "dtype")]
+    return f"({', '.join(parts)})"
+
+
+def check_ties(built_module: nn.Module, ties: list[Tie]) -> list[Diagnostic]:
+    """Both sides of every tie must name a parameter of the built model."""
+    problems = []
+    for tie in ties:
+        for path in (tie.target, tie.source):
+            if _find_param(built_module, path) is None:
+                owner, _, attr = path.rpartition(".")
+                names = [n for n, _ in built_module.named_parameters(remove_duplicate=False)]
+                problems.append(Diagnostic("LS203", f"tie: '{path}' is not a parameter of the model",
+                                           tie.loc, hint=did_you_mean(path, names)))
+    return problems
+
+
+def _find_param(module: nn.Module, path: str) -> nn.Parameter | None:
+    owner, _, attr = path.rpartition(".")
+    try:
+        sub = module.get_submodule(owner) if owner else module
+    except AttributeError:
+        return None
+    p = sub._parameters.get(attr)
+    return p
+
+
+def apply_ties(module: nn.Module, ties: list[Tie]) -> list[Diagnostic]:
+    """Make each tie's target the same Parameter as its source (after materialisation)."""
+    problems = []
+    for tie in ties:
+        a, b = _find_param(module, tie.target), _find_param(module, tie.source)
+        if a is None or b is None:
+            continue  # reported by check_ties
+        if tuple(a.shape) != tuple(b.shape):
+            problems.append(Diagnostic("LS203", f"tie: '{tie.target}' {list(a.shape)} and "
+                                       f"'{tie.source}' {list(b.shape)} have different shapes",
+                                       tie.loc, hint="tied parameters must have the same shape"))
+            continue
+        owner, _, attr = tie.target.rpartition(".")
+        sub = module.get_submodule(owner) if owner else module
+        setattr(sub, attr, b)
+    return problems
+
+
+def build(spec: Spec, options: BuildOptions) -> Built:
+    """Compile a parsed spec. Raises SpecError with every problem found (the spec's own first)."""
+    problems = list(spec.problems)
+    try:
+        torch.device(options.device)
+    except RuntimeError as e:
+        raise usage_error(f"bad device '{options.device}': {e}", "use meta, cpu, cuda or cuda:N") \
+            from None
+    try:
+        params = resolve_params(spec, options, problems)
+    except UsageError:
+        raise
+    builder = _Builder(spec, options)
+    builder.problems = problems
+    root = builder.graph(spec.graph, _LazyEnv({}, params, problems), "", (), ())
+    problems.extend(check_ties(root, spec.ties))
+    if problems:
+        raise SpecError(problems)
+    return Built(spec, root, builder.nodes, params, options, spec.ties)

@@ -1,0 +1,296 @@
+"""nn.Module + input shapes + device -> InferResult. The tracer is removed in `finally`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from lazyspec import explain
+from lazyspec.compile import Built, NodeInfo, SpecModule, Step, apply_ties
+from lazyspec.errors import Diagnostic, DryRunError, SpecError, did_you_mean, usage_error
+from lazyspec.inputs import DTYPES, InputShape
+from lazyspec.result import (
+    InferResult,
+    InputRecord,
+    NodeRecord,
+    ParamRecord,
+    ShapeTree,
+    Totals,
+)
+from lazyspec.spec.expr import Expr, evaluate
+from lazyspec.spec.model import DEFAULT_INPUT, InputDecl
+
+MAX_RAN_SHOWN = 8
+
+
+def shape_tree(value: Any) -> ShapeTree:
+    if isinstance(value, torch.Tensor):
+        return tuple(int(d) for d in value.shape)
+    if isinstance(value, (tuple, list)):
+        return [shape_tree(v) for v in value]
+    return type(value).__name__
+
+
+class NodeFailure(Exception):
+    """A step raised during the dry run; carries what reached it."""
+
+    def __init__(self, step: Step, inputs: list[Any] | None, cause: BaseException):
+        super().__init__(str(cause))
+        self.step, self.inputs, self.cause = step, inputs, cause
+
+
+class Tracer:
+    """Runs each step, records its output shape, and pins a failure to the innermost node."""
+
+    def __init__(self) -> None:
+        self.outputs: dict[int, ShapeTree] = {}  # NodeInfo.order -> output shapes
+        self.ran: list[str] = []
+
+    def run(self, owner: SpecModule, step: Step, values: list[Any]) -> Any:
+        xs: list[Any] | None = None
+        try:
+            xs = owner.gather(values, step)
+            out = xs[0] if step.module is None else step.module(*xs)
+        except NodeFailure:
+            raise
+        except Exception as e:  # any op failing on user shapes becomes a located report
+            raise NodeFailure(step, xs, e) from e
+        self.outputs[step.info.order] = shape_tree(out)
+        self.ran.append(step.info.path)
+        return out
+
+
+@dataclass
+class BoundInput:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+def bind_inputs(built: Built, given: Sequence[InputShape]) -> list[BoundInput]:
+    """Match `--input` flags to the model's inputs and check them against declared shapes."""
+    decls = built.spec.graph.inputs or [InputDecl(DEFAULT_INPUT, None, None, built.spec.graph.loc)]
+    names = [d.name for d in decls]
+    by_name: dict[str, InputShape] = {}
+    unnamed = [g for g in given if g.name is None]
+    for g in given:
+        if g.name is None:
+            continue
+        if g.name not in names:
+            raise usage_error(f"--input {g}: the model has no input '{g.name}'",
+                              did_you_mean(g.name, names) or "inputs: " + ", ".join(names))
+        if g.name in by_name:
+            raise usage_error(f"--input given twice for '{g.name}'")
+        by_name[g.name] = g
+    free = [n for n in names if n not in by_name]
+    if len(unnamed) > len(free):
+        raise usage_error(f"{len(given)} --input flags for {len(names)} input(s) "
+                          f"({', '.join(names)})", "name each one: --input NAME=2,20")
+    for name, g in zip(free, unnamed):
+        by_name[name] = g
+    bound: list[BoundInput] = []
+    problems: list[Diagnostic] = []
+    dims: dict[str, tuple[int, str]] = {}
+    for decl in decls:
+        declared = _declared_shape(decl, built.params)
+        g = by_name.get(decl.name)
+        if g is None:
+            if declared is None or not all(isinstance(d, int) for d in declared):
+                raise usage_error(f"no shape for input '{decl.name}'",
+                                  f"give one: --input {decl.name + '=' if len(decls) > 1 else ''}"
+                                  + ",".join(str(d) for d in declared or ["2", "20"]))
+            shape = tuple(int(d) for d in declared)
+        else:
+            shape = g.shape
+            if declared is not None:
+                problems.extend(_check_declared(decl, declared, shape, dims))
+        dtype = (g.dtype if g and g.dtype else decl.dtype) or built.options.dtype
+        if dtype not in DTYPES:
+            problems.append(Diagnostic("LS146", f"input '{decl.name}': unknown dtype '{dtype}'",
+                                       decl.loc, hint=did_you_mean(dtype, DTYPES)))
+            continue
+        bound.append(BoundInput(decl.name, shape, DTYPES[dtype][0]))
+    if problems:
+        raise SpecError(problems)
+    return bound
+
+
+def _declared_shape(decl: InputDecl, params: dict[str, Any]) -> list[Any] | None:
+    if decl.shape is None:
+        return None
+    out: list[Any] = []
+    for d in decl.shape:
+        if isinstance(d, Expr):
+            d = evaluate(d, params)
+        elif isinstance(d, str) and d in params:
+            d = params[d]  # a dimension named after a param takes its value
+        out.append(d)
+    return out
+
+
+def _check_declared(decl: InputDecl, declared: list[Any], shape: tuple[int, ...],
+                    dims: dict[str, tuple[int, str]]) -> list[Diagnostic]:
+    shown = "[" + ", ".join(map(str, declared)) + "]"
+    if len(declared) != len(shape):
+        return [Diagnostic("LS202", f"input '{decl.name}' is declared {shown} "
+                           f"({len(declared)}-d) but was given {list(shape)} ({len(shape)}-d)",
+                           decl.loc, hint=f"give {len(declared)} dimensions")]
+    out = []
+    for i, (want, got) in enumerate(zip(declared, shape)):
+        if isinstance(want, int) and want != got:
+            out.append(Diagnostic("LS202", f"input '{decl.name}' dimension {i} is declared "
+                                  f"{want} but was given {got}", decl.loc))
+        elif isinstance(want, str):
+            if want in dims and dims[want][0] != got:
+                first, where = dims[want]
+                out.append(Diagnostic("LS202", f"dimension '{want}' is {first} in {where} but "
+                                      f"{got} in input '{decl.name}'", decl.loc,
+                                      hint="a named dimension has one size across all inputs"))
+            dims.setdefault(want, (got, f"input '{decl.name}'"))
+    return out
+
+
+def make_inputs(bound: Sequence[BoundInput], device: torch.device) -> list[torch.Tensor]:
+    tensors = []
+    for b in bound:
+        dtype = getattr(torch, b.dtype)
+        if device.type == "meta":
+            tensors.append(torch.empty(b.shape, dtype=dtype, device=device))
+        elif dtype.is_floating_point or dtype.is_complex:
+            tensors.append(torch.randn(b.shape, dtype=dtype, device=device))
+        else:  # zeros are valid indices for any Embedding
+            tensors.append(torch.zeros(b.shape, dtype=dtype, device=device))
+    return tensors
+
+
+def run(built: Built, given: Sequence[InputShape]) -> InferResult:
+    """Dry-run a compiled model; raise DryRunError at the first failing node."""
+    bound = bind_inputs(built, given)
+    device = torch.device(built.options.device)
+    tensors = make_inputs(bound, device)
+    model = built.module
+    tracer = Tracer()
+    spec_modules = [m for m in model.modules() if isinstance(m, SpecModule)]
+    was_training = model.training
+    try:
+        for m in spec_modules:
+            m.tracer = tracer
+        model.eval()  # a dry run is inference: dropout off, batch norm on running stats
+        with torch.no_grad():
+            out = model(*tensors)
+    except NodeFailure as failure:
+        raise DryRunError(_failure_diagnostic(failure, built), tracer.ran) from None
+    finally:
+        for m in spec_modules:
+            m.tracer = None
+        model.train(was_training)
+    problems = apply_ties(model, built.ties)
+    if problems:
+        raise SpecError(problems)
+    outputs = out if isinstance(out, tuple) else (out,)
+    return _result(built, bound, [shape_tree(o) for o in outputs], tracer)
+
+
+def _failure_diagnostic(f: NodeFailure, built: Built) -> Diagnostic:
+    info: NodeInfo = f.step.info
+    module = f.step.module
+    notes: list[str] = []
+    if f.inputs is not None:
+        listed = ", ".join(f"{_describe(x)}" for x in f.inputs)
+        notes.append(f"inputs: {listed}")
+    params = _param_shapes(module)
+    if params:
+        notes.append("parameters: " + ", ".join(params))
+    why = explain.explain(module, f.inputs or [])
+    if why:
+        notes.append(f"expected: {why[0]}")
+    cause = f"{type(f.cause).__name__}: {f.cause}".strip()
+    notes.append(f"torch: {cause.splitlines()[0] if cause else type(f.cause).__name__}")
+    is_shape = why is not None or isinstance(f.cause, (RuntimeError, ValueError, IndexError))
+    what = "shape mismatch" if is_shape else "failure"
+    return Diagnostic("LS201", f"{what} in node '{info.path}' ({info.op})", info.loc,
+                      trail=info.trail, notes=notes, hint=why[1] if why else None)
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"{list(x.shape)} {str(x.dtype).removeprefix('torch.')}"
+    return type(x).__name__
+
+
+def _param_shapes(module: nn.Module | None) -> list[str]:
+    if module is None or isinstance(module, SpecModule):
+        return []
+    out = []
+    for name, p in module.named_parameters():
+        shape = "[?]" if isinstance(p, nn.parameter.UninitializedParameter) else str(list(p.shape))
+        out.append(f"{name} {shape}")
+    return out
+
+
+def _result(built: Built, bound: Sequence[BoundInput], outputs: list[ShapeTree],
+            tracer: Tracer) -> InferResult:
+    model = built.module
+    owners = built.node_for_module()
+    shared_by: dict[str, list[str]] = {}
+    for n in built.nodes:
+        if n.shared_from:
+            shared_by.setdefault(n.shared_from, []).append(n.path)
+    first_name: dict[int, str] = {}
+    tied: dict[str, str] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in first_name:
+            tied[first_name[id(p)]] = name
+        else:
+            first_name[id(p)] = name
+    params: list[ParamRecord] = []
+    for name, p in model.named_parameters():
+        owner_path = name.rpartition(".")[0]
+        node = _owner(owners, owner_path)
+        module = model.get_submodule(owner_path) if owner_path else model
+        count = p.numel()
+        marks = []
+        if node is not None and node.module_path in shared_by:
+            marks.append("shared by " + ", ".join(shared_by[node.module_path]))
+        if name in tied:
+            marks.append(f"tied to {tied[name]}")
+        params.append(ParamRecord(
+            path=name, op=node.op if node else type(module).__name__,
+            module_type=type(module).__name__, shape=tuple(p.shape), count=count,
+            dtype=str(p.dtype).removeprefix("torch."), bytes=int(count * p.element_size()),
+            trainable=p.requires_grad, location=node.loc if node else None,
+            shared="; ".join(marks) or None))
+    counts: dict[str, int] = {}
+    for rec in params:
+        parts = rec.path.split(".")
+        for i in range(1, len(parts)):
+            counts[".".join(parts[:i])] = counts.get(".".join(parts[:i]), 0) + rec.count
+    nodes = [NodeRecord(path=n.path, op=n.op, depth=n.depth, location=n.loc,
+                        output=tracer.outputs.get(n.order), skipped=n.skipped,
+                        shared_from=n.shared_from,
+                        params=0 if n.shared_from else counts.get(n.path, 0))
+             for n in sorted(built.nodes, key=lambda n: n.order)]
+    buffers = list(model.buffers())
+    totals = Totals(
+        params=sum(r.count for r in params),
+        trainable=sum(r.count for r in params if r.trainable),
+        bytes=sum(r.bytes for r in params),
+        buffers=sum(b.numel() for b in buffers),
+        buffer_bytes=sum(b.numel() * b.element_size() for b in buffers))
+    return InferResult(
+        spec=built.spec.path, name=built.spec.name, device=built.options.device,
+        dtype=built.options.dtype, inputs=[InputRecord(b.name, b.shape, b.dtype) for b in bound],
+        outputs=outputs, params=params, nodes=nodes, totals=totals)
+
+
+def _owner(owners: dict[str, NodeInfo], path: str) -> NodeInfo | None:
+    while True:
+        if path in owners:
+            return owners[path]
+        if not path:
+            return None
+        path = path.rpartition(".")[0]

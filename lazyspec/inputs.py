@@ -1,0 +1,79 @@
+"""Input shapes and dtypes: parsing `--input [NAME=]D1,D2,...[:DTYPE]` and binding it to a spec.
+
+Torch-free, so bad flags are caught before torch is imported.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lazyspec.errors import usage_error
+
+# name -> (canonical torch name, bytes per element, floating point)
+DTYPES: dict[str, tuple[str, float, bool]] = {
+    "float32": ("float32", 4, True), "float": ("float32", 4, True),
+    "float64": ("float64", 8, True), "double": ("float64", 8, True),
+    "float16": ("float16", 2, True), "half": ("float16", 2, True),
+    "bfloat16": ("bfloat16", 2, True),
+    "float8_e4m3fn": ("float8_e4m3fn", 1, True), "float8_e5m2": ("float8_e5m2", 1, True),
+    "int64": ("int64", 8, False), "long": ("int64", 8, False),
+    "int32": ("int32", 4, False), "int": ("int32", 4, False),
+    "int16": ("int16", 2, False), "int8": ("int8", 1, False), "uint8": ("uint8", 1, False),
+    "bool": ("bool", 1, False),
+    "complex64": ("complex64", 8, True), "complex128": ("complex128", 16, True),
+}
+
+MAX_DIM = 2**40  # far past any real tensor; keeps arithmetic on sizes honest
+
+
+def canonical_dtype(name: str, what: str = "dtype") -> str:
+    key = name.strip().removeprefix("torch.")
+    if key not in DTYPES:
+        from lazyspec.errors import did_you_mean
+
+        raise usage_error(f"unknown {what} '{name}'",
+                          did_you_mean(key, DTYPES) or "choose one of: " + ", ".join(DTYPES))
+    return DTYPES[key][0]
+
+
+@dataclass(frozen=True)
+class InputShape:
+    """One `--input` flag: an optional name, a concrete shape and an optional dtype."""
+
+    name: str | None
+    shape: tuple[int, ...]
+    dtype: str | None  # None: the spec's declared dtype, else the parameter dtype
+
+    def __str__(self) -> str:
+        dims = ",".join(map(str, self.shape))
+        return f"{self.name + '=' if self.name else ''}{dims}{':' + self.dtype if self.dtype else ''}"
+
+
+_INPUT_RE = re.compile(r"^\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*=)?\s*(?P<dims>[^:=]*?)\s*"
+                       r"(?::\s*(?P<dtype>[A-Za-z0-9_.]+))?\s*$")
+
+
+def parse_input(text: str) -> InputShape:
+    """Parse `2,20`, `idx=2,64:int64`, `[2, 20]` or `2x20`; raises UsageError."""
+    m = _INPUT_RE.match(text)
+    if not m:
+        raise usage_error(f"cannot read --input '{text}'",
+                          "write [NAME=]D1,D2,...[:DTYPE], for example 2,20 or idx=2,64:int64")
+    dims_text = m.group("dims").strip().strip("[]()")
+    parts = [p.strip() for p in re.split(r"[,x\s]+", dims_text) if p.strip()] if dims_text else []
+    if not parts:
+        raise usage_error(f"--input '{text}' has no dimensions", "for example --input 2,20")
+    shape: list[int] = []
+    for p in parts:
+        if not re.fullmatch(r"\d+", p):
+            hint = ("symbolic dimensions are not supported yet: give numbers"
+                    if re.fullmatch(r"[A-Za-z_]\w*", p) else "dimensions are whole numbers >= 0")
+            raise usage_error(f"bad dimension '{p}' in --input '{text}'", hint)
+        value = int(p)
+        if value > MAX_DIM:
+            raise usage_error(f"dimension {p} in --input '{text}' is too large", None)
+        shape.append(value)
+    dtype = canonical_dtype(m.group("dtype"), "input dtype") if m.group("dtype") else None
+    return InputShape(m.group("name"), tuple(shape), dtype)
+

@@ -1,0 +1,72 @@
+"""The result of a dry run as plain data: what every report format reads. Torch-free."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lazyspec.errors import Location
+
+# A shape is a tuple of ints; a node returning several tensors has a list of them; a value that
+# is not a tensor is shown by its type name.
+Shape = tuple[int, ...]
+ShapeTree = Any  # Shape | list[ShapeTree] | str
+
+
+@dataclass
+class InputRecord:
+    name: str
+    shape: Shape
+    dtype: str
+
+
+@dataclass
+class ParamRecord:
+    path: str  # as in state_dict: layer1.0.conv1.weight
+    op: str  # the op that owns it, as the spec names it
+    module_type: str  # the class it materialised as (LazyLinear becomes Linear)
+    shape: Shape
+    count: int
+    dtype: str
+    bytes: int
+    trainable: bool
+    location: Location | None
+    shared: str | None = None  # "shared by enc_b" / "tied to wte.weight": counted once
+
+
+@dataclass
+class NodeRecord:
+    path: str
+    op: str
+    depth: int
+    location: Location | None
+    output: ShapeTree = None
+    skipped: str | None = None
+    shared_from: str | None = None
+    params: int = 0  # parameters owned by this node (and its children), counted once
+
+
+@dataclass
+class Totals:
+    params: int
+    trainable: int
+    bytes: int
+    buffers: int
+    buffer_bytes: int
+
+
+@dataclass
+class InferResult:
+    spec: str
+    name: str | None
+    device: str
+    dtype: str
+    inputs: list[InputRecord]
+    outputs: list[ShapeTree]
+    params: list[ParamRecord]
+    nodes: list[NodeRecord]
+    totals: Totals
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,1 @@
+"""Reading specs: YAML -> located nodes -> validated spec objects."""

@@ -1,0 +1,345 @@
+"""The safe expression interpreter and the op-call parser.
+
+Expressions use Python's syntax but only a small set of its forms, interpreted here node by node
+over the syntax tree: never `eval`, `exec`, attribute access or calls beyond a fixed list. Every
+operation is bounded so that `10**10**10` or `'a' * 10**9` fail at once with a clear message.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lazyspec.errors import Diagnostic, Location, SpecError
+
+MAX_EXPR_CHARS = 2_000
+MAX_EXPR_NODES = 500
+MAX_INT_BITS = 256  # far past any real size; keeps big-int arithmetic instant
+MAX_SEQ_LEN = 10_000  # strings and lists built by `*` or `+`
+
+CONSTANT_NAMES: dict[str, Any] = {
+    "true": True, "false": False, "null": None, "True": True, "False": False, "None": None,
+}
+
+
+def _checked_len(seq: Any) -> Any:
+    return len(seq)
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "min": min, "max": max, "abs": abs, "int": int, "float": float, "round": round,
+    "ceil": math.ceil, "floor": math.floor, "len": _checked_len,
+}
+
+_BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_CMPOPS: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
+    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+    ast.Gt: operator.gt, ast.GtE: operator.ge,
+    ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
+}
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where an expression's text sits in the file, to turn AST offsets into file positions."""
+
+    text: str
+    loc: Location  # position of text[0] when exact, else of the YAML value holding it
+    exact: bool  # single-line text whose characters map 1:1 onto the file
+
+    def at(self, node: ast.AST | None) -> Location:
+        if node is None or not self.exact or getattr(node, "lineno", 1) != 1:
+            return self.loc
+        col_bytes = getattr(node, "col_offset", 0)
+        col = len(self.text.encode("utf-8")[:col_bytes].decode("utf-8", "ignore"))
+        return Location(self.loc.path, self.loc.line, self.loc.col + col)
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A parsed expression and where it came from."""
+
+    node: ast.expr
+    span: Span
+
+    @property
+    def loc(self) -> Location:
+        return self.span.at(self.node)
+
+    @property
+    def text(self) -> str:
+        return ast.get_source_segment(self.span.text, self.node) or self.span.text
+
+    def names(self) -> set[str]:
+        """Param names this expression reads."""
+        return {n.id for n in ast.walk(self.node)
+                if isinstance(n, ast.Name) and n.id not in CONSTANT_NAMES and n.id not in FUNCTIONS}
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One op argument: an Expr (call syntax) or a YAML value that may hold Exprs (long form)."""
+
+    value: Any
+    loc: Location
+
+
+@dataclass(frozen=True)
+class OpCall:
+    """`Name`, `Name(args...)` or `pkg.mod.Name(args...)` as written in a spec."""
+
+    name: str
+    args: tuple[Arg, ...]
+    kwargs: tuple[tuple[str, Arg], ...]
+    loc: Location
+    called: bool  # written with parentheses
+
+
+def _error(code: str, message: str, loc: Location, hint: str | None = None) -> SpecError:
+    return SpecError([Diagnostic(code, message, loc, hint=hint)])
+
+
+def _parse(span: Span, what: str = "expression", code: str = "LS123") -> ast.expr:
+    text = span.text
+    if len(text) > MAX_EXPR_CHARS:
+        raise _error("LS126", f"expression longer than {MAX_EXPR_CHARS} characters", span.loc)
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as e:
+        col = (e.offset or 1) - 1 + (len(text) - len(text.lstrip()))
+        at = Location(span.loc.path, span.loc.line, span.loc.col + col) if span.exact else span.loc
+        raise _error(code, f"invalid {what} '{text}': {e.msg}", at) from None
+    except (MemoryError, RecursionError, ValueError) as e:
+        raise _error("LS126", f"expression too complex: {type(e).__name__}", span.loc) from None
+    if sum(1 for _ in ast.walk(tree)) > MAX_EXPR_NODES:
+        raise _error("LS126", f"expression has more than {MAX_EXPR_NODES} parts", span.loc)
+    body = tree.body
+    if text != text.strip():  # offsets are relative to the stripped text; shift back
+        shift = len(text) - len(text.lstrip())
+        for n in ast.walk(body):
+            if hasattr(n, "col_offset"):
+                n.col_offset += shift
+                if getattr(n, "end_col_offset", None) is not None:
+                    n.end_col_offset += shift  # type: ignore[operator]
+    return body
+
+
+def parse_expr(span: Span) -> Expr:
+    """Parse an expression; its allowed forms are checked now, names at evaluation."""
+    expr = Expr(_parse(span), span)
+    _check_forms(expr)
+    return expr
+
+
+_ALLOWED = (
+    ast.Constant, ast.Name, ast.List, ast.Tuple, ast.BinOp, ast.UnaryOp, ast.BoolOp,
+    ast.Compare, ast.IfExp, ast.Subscript, ast.Slice, ast.Call, ast.Load,
+    ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
+)
+
+
+def _check_forms(expr: Expr) -> None:
+    for n in ast.walk(expr.node):
+        if isinstance(n, ast.BinOp) and type(n.op) not in _BINOPS:
+            raise _error("LS123", f"operator '{_op_text(n.op)}' is not allowed in expressions",
+                         expr.span.at(n), hint="allowed: + - * / // % **")
+        if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.Invert):
+            raise _error("LS123", "operator '~' is not allowed in expressions", expr.span.at(n))
+        if isinstance(n, ast.Compare) and any(type(o) not in _CMPOPS for o in n.ops):
+            raise _error("LS123", "'is' comparisons are not allowed; use == or !=",
+                         expr.span.at(n))
+        if isinstance(n, ast.Attribute):
+            raise _error("LS123", f"attribute access '.{n.attr}' is not allowed in expressions",
+                         expr.span.at(n), hint="expressions read params, not attributes")
+        if isinstance(n, ast.Call):
+            fname = n.func.id if isinstance(n.func, ast.Name) else None
+            if fname not in FUNCTIONS:
+                shown = fname or ast.get_source_segment(expr.span.text, n.func) or "?"
+                raise _error("LS123", f"call of '{shown}' is not allowed in expressions",
+                             expr.span.at(n), hint="allowed functions: " + " ".join(FUNCTIONS))
+            if n.keywords or any(isinstance(a, ast.Starred) for a in n.args):
+                raise _error("LS123", f"'{fname}' takes positional arguments only",
+                             expr.span.at(n))
+        if isinstance(n, ast.Constant) and not isinstance(n.value, (int, float, str, bool))\
+                and n.value is not None:
+            raise _error("LS123", f"literal {n.value!r} is not allowed", expr.span.at(n))
+        if not isinstance(n, _ALLOWED):
+            raise _error("LS123", f"{type(n).__name__} is not allowed in expressions",
+                         expr.span.at(n), hint="expressions use numbers, strings, lists, params, "
+                         "arithmetic, comparisons, and/or/not, `a if c else b`, indexing and "
+                         "min max abs int float round ceil floor len")
+
+
+def _op_text(op: ast.AST) -> str:
+    return {ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|", ast.BitAnd: "&",
+            ast.BitXor: "^", ast.MatMult: "@"}.get(type(op), type(op).__name__)
+
+
+def parse_call(span: Span) -> OpCall:
+    """Parse an op string like `LazyConv2d(64, 3, stride=2)`."""
+    node = _parse(span, "op call", "LS122")
+    called = isinstance(node, ast.Call)
+    target = node.func if isinstance(node, ast.Call) else node
+    name = _dotted_name(target)
+    if name is None:
+        raise _error("LS122", f"'{span.text}' is not an op: write Name or Name(arguments)",
+                     span.at(node), hint="for example LazyLinear(256) or ReLU")
+    args: list[Expr] = []
+    kwargs: list[tuple[str, Expr]] = []
+    if isinstance(node, ast.Call):
+        for a in node.args:
+            if isinstance(a, ast.Starred):
+                raise _error("LS122", "'*' unpacking is not allowed in op arguments",
+                             span.at(a), hint="write the arguments out")
+            args.append(Expr(a, span))
+        for k in node.keywords:
+            if k.arg is None:
+                raise _error("LS122", "'**' unpacking is not allowed in op arguments",
+                             span.at(k.value))
+            kwargs.append((k.arg, Expr(k.value, span)))
+    problems: list[Diagnostic] = []
+    for e in [*args, *(e for _, e in kwargs)]:
+        try:
+            _check_forms(e)
+        except SpecError as err:
+            problems.extend(err.diagnostics)
+    if problems:
+        raise SpecError(problems)
+    return OpCall(name, tuple(Arg(e, e.loc) for e in args),
+                  tuple((k, Arg(e, e.loc)) for k, e in kwargs), span.at(node), called)
+
+
+def _dotted_name(node: ast.expr) -> str | None:
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+class _Evaluator:
+    def __init__(self, span: Span, env: Mapping[str, Any]):
+        self.span, self.env = span, env
+
+    def fail(self, node: ast.AST, code: str, message: str, hint: str | None = None) -> SpecError:
+        return _error(code, message, self.span.at(node), hint)
+
+    def eval(self, n: ast.expr) -> Any:  # noqa: C901 - one branch per allowed form
+        if isinstance(n, ast.Constant):
+            return n.value
+        if isinstance(n, ast.Name):
+            if n.id in CONSTANT_NAMES:
+                return CONSTANT_NAMES[n.id]
+            if n.id in self.env:
+                return self.env[n.id]
+            from lazyspec.errors import did_you_mean
+
+            raise self.fail(n, "LS124", f"undefined name '{n.id}'",
+                            did_you_mean(n.id, self.env) or "define it under `params:`, or quote "
+                            "the value if you meant a string")
+        if isinstance(n, (ast.List, ast.Tuple)):
+            items = [self.eval(e) for e in n.elts]
+            return items if isinstance(n, ast.List) else tuple(items)
+        if isinstance(n, ast.UnaryOp):
+            v = self.eval(n.operand)
+            if isinstance(n.op, ast.Not):
+                return not v
+            return self.apply(n, operator.neg if isinstance(n.op, ast.USub) else operator.pos, v)
+        if isinstance(n, ast.BinOp):
+            a, b = self.eval(n.left), self.eval(n.right)
+            self.check_size(n, n.op, a, b)
+            return self.apply(n, _BINOPS[type(n.op)], a, b)
+        if isinstance(n, ast.BoolOp):
+            is_and = isinstance(n.op, ast.And)
+            v: Any = None
+            for e in n.values:
+                v = self.eval(e)
+                if bool(v) != is_and:
+                    return v
+            return v
+        if isinstance(n, ast.Compare):
+            left = self.eval(n.left)
+            for op, comp in zip(n.ops, n.comparators):
+                right = self.eval(comp)
+                if not self.apply(n, _CMPOPS[type(op)], left, right):
+                    return False
+                left = right
+            return True
+        if isinstance(n, ast.IfExp):
+            return self.eval(n.body) if self.eval(n.test) else self.eval(n.orelse)
+        if isinstance(n, ast.Subscript):
+            seq = self.eval(n.value)
+            if isinstance(n.slice, ast.Slice):
+                parts = [None if p is None else self.eval(p)
+                         for p in (n.slice.lower, n.slice.upper, n.slice.step)]
+                return self.apply(n, lambda s, p: s[slice(*p)], seq, parts)
+            return self.apply(n, operator.getitem, seq, self.eval(n.slice))
+        if isinstance(n, ast.Call):
+            assert isinstance(n.func, ast.Name)
+            args = [self.eval(a) for a in n.args]
+            return self.apply(n, lambda *a: FUNCTIONS[n.func.id](*a), *args)  # type: ignore[attr-defined]
+        raise self.fail(n, "LS123", f"{type(n).__name__} is not allowed in expressions")
+
+    def check_size(self, n: ast.AST, op: ast.operator, a: Any, b: Any) -> None:
+        """Refuse before computing anything that would be huge."""
+        if isinstance(op, ast.Pow) and _is_num(a) and _is_num(b) and abs(a) > 1 and b > 0:
+            if b * math.log2(abs(a)) > MAX_INT_BITS:
+                raise self.fail(n, "LS126", f"result of {a!r} ** {b!r} is too large "
+                                f"(limit: {MAX_INT_BITS}-bit numbers)")
+        if isinstance(op, ast.Mult):
+            if isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool) and \
+                    a.bit_length() + b.bit_length() > MAX_INT_BITS:
+                raise self.fail(n, "LS126", f"product too large (limit: {MAX_INT_BITS}-bit numbers)")
+            seq, count = (a, b) if isinstance(a, (str, list, tuple)) else (b, a)
+            if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and \
+                    len(seq) * max(count, 0) > MAX_SEQ_LEN:
+                raise self.fail(n, "LS126", f"repeated sequence longer than {MAX_SEQ_LEN:,} "
+                                "items (limit)")
+        if isinstance(op, ast.Add) and isinstance(a, (str, list, tuple)) and \
+                isinstance(b, (str, list, tuple)) and len(a) + len(b) > MAX_SEQ_LEN:
+            raise self.fail(n, "LS126", f"sequence longer than {MAX_SEQ_LEN:,} items (limit)")
+
+    def apply(self, n: ast.AST, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            out = fn(*args)
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError, IndexError,
+                KeyError) as e:
+            text = ast.get_source_segment(self.span.text, n) or self.span.text
+            raise self.fail(n, "LS125", f"cannot evaluate '{text}': {e}") from None
+        if isinstance(out, int) and not isinstance(out, bool) and out.bit_length() > MAX_INT_BITS:
+            raise self.fail(n, "LS126", f"number too large (limit: {MAX_INT_BITS}-bit numbers)")
+        return out
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def evaluate(expr: Expr, env: Mapping[str, Any]) -> Any:
+    """Evaluate an expression against param values; errors point at the failing sub-expression."""
+    return _Evaluator(expr.span, env).eval(expr.node)
+
+
+def resolve(template: Any, env: Mapping[str, Any]) -> Any:
+    """Evaluate every Expr inside a YAML value (lists and mappings walked recursively)."""
+    if isinstance(template, Expr):
+        return evaluate(template, env)
+    if isinstance(template, list):
+        return [resolve(t, env) for t in template]
+    if isinstance(template, dict):
+        return {k: resolve(v, env) for k, v in template.items()}
+    return template

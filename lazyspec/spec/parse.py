@@ -1,0 +1,461 @@
+"""Located YAML -> Spec objects. Collects every structural problem instead of stopping at one."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from lazyspec.errors import Diagnostic, Location, SpecError, did_you_mean
+from lazyspec.spec.expr import Expr, Span, parse_call, parse_expr
+from lazyspec.spec.model import Block, Graph, InputDecl, Node, Param, Ref, Spec, Tie
+from lazyspec.spec.yamlload import YMap, YNode, YScalar, YSeq, load_yaml
+
+TOP_LEVEL_KEYS = ("lazyspec", "name", "description", "params", "scales", "inputs", "include",
+                  "blocks", "layers", "outputs", "tie")
+BLOCK_KEYS = ("params", "inputs", "layers", "outputs", "description")
+NODE_KEYS = ("op", "name", "args", "kwargs", "in", "repeat", "when", "share")
+INPUT_KEYS = ("shape", "dtype")
+MAX_INCLUDE_DEPTH = 8
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_EXPR_RE = re.compile(r"^\$\{(.*)\}$", re.DOTALL)
+
+
+class _Parser:
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.text = text
+        self.problems: list[Diagnostic] = []
+
+    def problem(self, code: str, message: str, loc: Location, hint: str | None = None) -> None:
+        self.problems.append(Diagnostic(code, message, loc, hint=hint))
+
+    def guard(self, fn: Any, *args: Any) -> Any:
+        """Run fn, turning a SpecError into collected problems (returns None then)."""
+        try:
+            return fn(*args)
+        except SpecError as e:
+            self.problems.extend(e.diagnostics)
+            return None
+
+    # --- values ---------------------------------------------------------------------------------
+
+    def span(self, node: YScalar, text: str | None = None) -> Span:
+        """Where the text of a scalar (or a part of it) sits in the file."""
+        text = str(node.value) if text is None else text
+        offset = node.raw.find(text) if node.raw else -1
+        if offset >= 0:
+            loc = node.loc
+            return Span(text, Location(loc.path, loc.line, loc.col + offset), True)
+        return Span(text, node.loc, False)
+
+    def value(self, node: YNode) -> Any:
+        """A YAML value with `${...}` strings turned into Exprs."""
+        if isinstance(node, YScalar):
+            if isinstance(node.value, str):
+                m = _EXPR_RE.match(node.value.strip())
+                if m:
+                    return self.guard(parse_expr, self.span(node, m.group(1)))
+            return node.value
+        if isinstance(node, YSeq):
+            return [self.value(n) for n in node.items]
+        assert isinstance(node, YMap)
+        return {str(k.value): self.value(v) for k, v in node.items}
+
+    def expr_value(self, node: YNode) -> Any:
+        """A value where a bare string is an expression (`repeat: n - 1`, `when: stride != 1`)."""
+        if isinstance(node, YScalar) and isinstance(node.value, str):
+            m = _EXPR_RE.match(node.value.strip())
+            text = m.group(1) if m else node.value
+            return self.guard(parse_expr, self.span(node, text))
+        if isinstance(node, YScalar):
+            return node.value
+        self.problem("LS111", "expected a number, a boolean or an expression", node.loc)
+        return None
+
+    def mapping(self, node: YNode | None, what: str) -> YMap | None:
+        if node is None:
+            return None
+        if isinstance(node, YScalar) and node.value is None:
+            return YMap(node.loc)
+        if not isinstance(node, YMap):
+            self.problem("LS111", f"{what} must be a mapping", node.loc)
+            return None
+        return node
+
+    def sequence(self, node: YNode | None, what: str) -> list[YNode] | None:
+        if node is None:
+            return None
+        if isinstance(node, YScalar) and node.value is None:
+            return []
+        if not isinstance(node, YSeq):
+            self.problem("LS111", f"{what} must be a list", node.loc,
+                         hint="start each item on its own line with '- '")
+            return None
+        return node.items
+
+    def check_keys(self, node: YMap, allowed: tuple[str, ...], what: str, code: str) -> None:
+        for key, _ in node.items:
+            if key.value not in allowed:
+                hint = did_you_mean(str(key.value), allowed) or "allowed: " + ", ".join(allowed)
+                self.problem(code, f"unknown key '{key.value}' in {what}", key.loc, hint=hint)
+
+    def name_ok(self, name: Any, loc: Location, what: str) -> bool:
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            self.problem("LS115", f"invalid {what} name {name!r}", loc,
+                         hint="names start with a letter or '_' and hold letters, digits and '_'")
+            return False
+        return True
+
+    # --- top level ------------------------------------------------------------------------------
+
+    def spec(self, root: YNode) -> Spec:
+        top = self.mapping(root, "a spec file")
+        loc = root.loc
+        if top is None:
+            top = YMap(loc)
+        self.check_keys(top, TOP_LEVEL_KEYS, "the spec", "LS110")
+        version = 1
+        vnode = top.get("lazyspec")
+        if vnode is not None:
+            if not isinstance(vnode, YScalar) or vnode.value != 1:
+                self.problem("LS116", f"unsupported language version {_shown(vnode)}", vnode.loc,
+                             hint="this lazyspec reads version 1: `lazyspec: 1`")
+        name = self.text_field(top, "name")
+        description = self.text_field(top, "description")
+        params = self.params(top.get("params"), "params")
+        scales: dict[str, dict[str, Param]] = {}
+        smap = self.mapping(top.get("scales"), "scales")
+        for key, val in smap.items if smap else []:
+            if self.name_ok(key.value, key.loc, "scale"):
+                scales[str(key.value)] = self.params(val, f"scale '{key.value}'")
+        blocks: dict[str, Block] = {}
+        bmap = self.mapping(top.get("blocks"), "blocks")
+        for key, val in bmap.items if bmap else []:
+            if self.name_ok(key.value, key.loc, "block"):
+                block = self.block(str(key.value), val, key.loc)
+                if block is not None:
+                    blocks[block.name] = block
+        layers_node = top.get("layers")
+        if layers_node is None:
+            self.problem("LS112", "the spec has no `layers:` list", loc,
+                         hint="add `layers:` with at least one node, for example `- LazyLinear(10)`")
+        graph = self.graph(top, loc, "the model")
+        ties = self.ties(top.get("tie"))
+        includes: list[str] = []
+        inc = self.sequence(top.get("include"), "include")
+        for item in inc or []:
+            if isinstance(item, YScalar) and isinstance(item.value, str):
+                includes.append(item.value)
+            else:
+                self.problem("LS111", "each include must be a relative path", item.loc)
+        return Spec(self.path, version, name, description, params, scales, graph, blocks, ties,
+                    includes)
+
+    def text_field(self, top: YMap, key: str) -> str | None:
+        node = top.get(key)
+        if node is None:
+            return None
+        if not isinstance(node, YScalar):
+            self.problem("LS111", f"`{key}` must be text", node.loc)
+            return None
+        return None if node.value is None else str(node.value)
+
+    def params(self, node: YNode | None, what: str) -> dict[str, Param]:
+        out: dict[str, Param] = {}
+        pmap = self.mapping(node, what)
+        for key, val in pmap.items if pmap else []:
+            if self.name_ok(key.value, key.loc, "param"):
+                out[str(key.value)] = Param(str(key.value), self.value(val), key.loc)
+        return out
+
+    def ties(self, node: YNode | None) -> list[Tie]:
+        out: list[Tie] = []
+        for item in self.sequence(node, "tie") or []:
+            pair = item.items if isinstance(item, YSeq) else None
+            if (pair is None or len(pair) != 2
+                    or not all(isinstance(p, YScalar) and isinstance(p.value, str) for p in pair)):
+                self.problem("LS111", "each `tie` entry is a pair of parameter paths", item.loc,
+                             hint="for example [lm_head.weight, wte.weight]")
+                continue
+            a, b = pair
+            assert isinstance(a, YScalar) and isinstance(b, YScalar)
+            out.append(Tie(str(a.value), str(b.value), a.loc))
+        return out
+
+    def block(self, name: str, node: YNode, loc: Location) -> Block | None:
+        body = self.mapping(node, f"block '{name}'")
+        if body is None:
+            return None
+        self.check_keys(body, BLOCK_KEYS, f"block '{name}'", "LS110")
+        if body.get("layers") is None:
+            self.problem("LS112", f"block '{name}' has no `layers:` list", loc)
+        params = self.params(body.get("params"), f"params of block '{name}'")
+        return Block(name, params, self.graph(body, loc, f"block '{name}'"), loc)
+
+    # --- graphs and nodes -----------------------------------------------------------------------
+
+    def graph(self, owner: YMap, loc: Location, what: str) -> Graph:
+        inputs = self.inputs(owner.get("inputs"))
+        layers = []
+        for i, item in enumerate(self.sequence(owner.get("layers"), "layers") or []):
+            layers.append(self.node(item, i))
+        outputs = None
+        onode = owner.get("outputs")
+        if onode is not None:
+            items = onode.items if isinstance(onode, YSeq) else [onode]
+            outputs = [r for r in (self.ref(x) for x in items) if r is not None]
+        return Graph(inputs, layers, outputs, loc)
+
+    def inputs(self, node: YNode | None) -> list[InputDecl]:
+        out: list[InputDecl] = []
+        imap = self.mapping(node, "inputs")
+        for key, val in imap.items if imap else []:
+            if not self.name_ok(key.value, key.loc, "input"):
+                continue
+            shape_node: YNode | None = val
+            dtype = None
+            if isinstance(val, YMap):
+                self.check_keys(val, INPUT_KEYS, f"input '{key.value}'", "LS146")
+                shape_node = val.get("shape")
+                dnode = val.get("dtype")
+                if dnode is not None:
+                    if isinstance(dnode, YScalar) and isinstance(dnode.value, str):
+                        dtype = dnode.value
+                    else:
+                        self.problem("LS146", "dtype must be a name such as int64", dnode.loc)
+            shape = None
+            if shape_node is not None and not (isinstance(shape_node, YScalar)
+                                               and shape_node.value is None):
+                if isinstance(shape_node, YSeq):
+                    shape = [self.value(d) for d in shape_node.items]
+                    for d, dn in zip(shape, shape_node.items):
+                        if not isinstance(d, (int, str, Expr)) or isinstance(d, bool):
+                            self.problem("LS146", "a dimension is a number, a name or ${expr}",
+                                         dn.loc)
+                else:
+                    self.problem("LS146", "an input's shape is a list such as [B, 20]",
+                                 shape_node.loc)
+            out.append(InputDecl(str(key.value), shape, dtype, key.loc))
+        return out
+
+    def node(self, item: YNode, position: int) -> Node:
+        if isinstance(item, YScalar):
+            if not isinstance(item.value, str):
+                self.problem("LS114", f"a node must be an op such as ReLU or LazyLinear(10), "
+                             f"not {_shown(item)}", item.loc)
+                return Node(item.loc, position, None, broken=True)
+            call = self.guard(parse_call, self.span(item))
+            return Node(item.loc, position, None, call, broken=call is None)
+        if not isinstance(item, YMap):
+            self.problem("LS114", "a node is an op string or a mapping", item.loc)
+            return Node(item.loc, position, None, broken=True)
+        return self.node_map(item, position)
+
+    def node_map(self, item: YMap, position: int) -> Node:
+        node = Node(item.loc, position, None)
+        extra = [(k, v) for k, v in item.items if k.value not in NODE_KEYS]
+        op_node: YNode | None = item.get("op")
+        if len(extra) > 1:
+            for k, _ in extra[1:]:
+                hint = did_you_mean(str(k.value), NODE_KEYS)
+                if item.flow:
+                    hint = ("in a flow mapping {...} YAML splits at each comma: quote the op "
+                            "(\"LazyLinear(9, bias=false)\") or use block style")
+                self.problem("LS113", f"unknown node key '{k.value}' (node '{extra[0][0].value}' "
+                             "already names this node)", k.loc,
+                             hint=hint or "allowed: " + ", ".join(NODE_KEYS))
+            node.broken = True
+        if extra:
+            key, val = extra[0]
+            if self.name_ok(key.value, key.loc, "node"):
+                node.name = str(key.value)
+            if op_node is not None:
+                self.problem("LS114", f"node '{key.value}' has both a name key and `op:`",
+                             op_node.loc, hint="write `name: op` or `op:` with `name:`, not both")
+                node.broken = True
+            if not (isinstance(val, YScalar) and val.value is None):
+                op_node = val
+        name_node = item.get("name")
+        if name_node is not None:
+            if extra:
+                self.problem("LS114", "`name:` given twice", name_node.loc)
+            elif isinstance(name_node, YScalar) and self.name_ok(name_node.value, name_node.loc,
+                                                                  "node"):
+                node.name = str(name_node.value)
+        share = item.get("share")
+        if share is not None:
+            if isinstance(share, YScalar) and isinstance(share.value, str):
+                node.share = (share.value, share.loc)
+            else:
+                self.problem("LS133", "`share:` takes the name of an earlier node", share.loc)
+                node.broken = True
+            if op_node is not None or item.get("args") or item.get("kwargs"):
+                self.problem("LS133", "a `share:` node reuses another node's module and has no op",
+                             share.loc, hint="remove the op, or remove `share:`")
+                node.broken = True
+            if item.get("repeat") is not None:
+                self.problem("LS133", "a `share:` node cannot repeat", share.loc)
+                node.broken = True
+        elif op_node is None:
+            self.problem("LS114", "this node has no op", item.loc,
+                         hint="write `- name: Op(...)`, or `op: Op(...)` for an unnamed node")
+            node.broken = True
+        if op_node is not None and share is None and len(extra) <= 1:
+            node.call = self.op(op_node, item)
+            node.broken = node.broken or node.call is None
+        if (rnode := item.get("repeat")) is not None:
+            node.repeat, node.repeat_loc = self.expr_value(rnode), rnode.loc
+        if (wnode := item.get("when")) is not None:
+            node.when, node.when_loc = self.expr_value(wnode), wnode.loc
+        if (inode := item.get("in")) is not None:
+            refs = inode.items if isinstance(inode, YSeq) else [inode]
+            node.inputs = [r for r in (self.ref(x) for x in refs) if r is not None]
+        return node
+
+    def op(self, op_node: YNode, item: YMap) -> Any:
+        if not (isinstance(op_node, YScalar) and isinstance(op_node.value, str)):
+            self.problem("LS114", "an op is a string such as LazyLinear(10)", op_node.loc)
+            return None
+        call = self.guard(parse_call, self.span(op_node))
+        args_node, kwargs_node = item.get("args"), item.get("kwargs")
+        if call is None or (args_node is None and kwargs_node is None):
+            return call
+        if call.called:
+            self.problem("LS114", "arguments given both in the op call and in `args:`/`kwargs:`",
+                         (args_node or kwargs_node or op_node).loc,
+                         hint="use one of the two forms")
+            return None
+        from lazyspec.spec.expr import Arg, OpCall
+
+        args = tuple(Arg(self.value(a), a.loc) for a in self.sequence(args_node, "args") or [])
+        kmap = self.mapping(kwargs_node, "kwargs")
+        kwargs = tuple((str(k.value), Arg(self.value(v), v.loc)) for k, v in
+                       (kmap.items if kmap else []))
+        return OpCall(call.name, args, kwargs, call.loc, True)
+
+    def ref(self, node: YNode) -> Ref | None:
+        if isinstance(node, YScalar) and isinstance(node.value, int) \
+                and not isinstance(node.value, bool):
+            if node.value >= 0:
+                self.problem("LS130", f"position {node.value} is not a reference", node.loc,
+                             hint="use a node's name, or -1, -2, ... for earlier nodes")
+                return None
+            return Ref(node.value, None, node.loc, str(node.value))
+        if not (isinstance(node, YScalar) and isinstance(node.value, str)) or not node.value:
+            self.problem("LS130", "a reference is a node name, `name.K` or -1, -2, ...", node.loc)
+            return None
+        text = node.value.strip()
+        base, dot, idx = text.partition(".")
+        index = None
+        if dot:
+            if not re.fullmatch(r"-?\d+", idx):
+                self.problem("LS132", f"'{text}': the part after '.' must be an output index",
+                             node.loc, hint="for example qkv.0")
+                return None
+            index = int(idx)
+        if re.fullmatch(r"-\d+", base):
+            return Ref(int(base), index, node.loc, text)
+        return Ref(base, index, node.loc, text)
+
+
+def _shown(node: YNode) -> str:
+    return repr(node.value) if isinstance(node, YScalar) else type(node).__name__
+
+
+# --- files and includes ---------------------------------------------------------------------
+
+
+def read_text(path: Path) -> str:
+    """Read a spec file; raises OSError / UnicodeDecodeError for the caller to report."""
+    from lazyspec.spec.yamlload import MAX_FILE_BYTES
+
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise SpecError([Diagnostic("LS106", f"spec file is {size:,} bytes, over the "
+                                    f"{MAX_FILE_BYTES:,}-byte limit", Location(str(path), 1, 1))])
+    return path.read_text(encoding="utf-8")
+
+
+def parse_file(path: str | os.PathLike[str]) -> Spec:
+    """Read and parse a spec file with its includes. Problems are collected in `spec.problems`.
+
+    Raises SpecError only when the file itself cannot be parsed at all (YAML errors);
+    an unreadable file raises UsageError.
+    """
+    p = Path(path)
+    return _parse_with_includes(p, p.resolve().parent, [], 0, None)
+
+
+def _read(path: Path, display: str, at: Location | None) -> str:
+    from lazyspec.errors import UsageError
+
+    try:
+        return read_text(path)
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        if at is not None:  # an include: the including spec is at fault
+            raise SpecError([Diagnostic("LS140", f"cannot read include '{display}': {reason}",
+                                        at)]) from None
+        raise UsageError([Diagnostic("LS100", f"cannot read spec '{display}': {reason}")]) from None
+
+
+def _parse_with_includes(path: Path, root: Path, stack: list[Path], depth: int,
+                         at: Location | None) -> Spec:
+    display = str(path)
+    text = _read(path, display, at)
+    tree = load_yaml(text, display)
+    parser = _Parser(display, text)
+    spec = parser.spec(tree)
+    spec.sources[display] = text
+    spec.problems.extend(parser.problems)
+    real = path.resolve()
+    own_params, own_blocks = spec.params, spec.blocks
+    included_params: dict[str, Param] = {}
+    included_blocks: dict[str, Block] = {}
+    for inc, loc in zip(spec.includes, _include_locs(tree)):
+        target = (path.parent / inc)
+        problem = _include_problem(inc, target, root, [*stack, real], depth)
+        if problem:
+            spec.problems.append(Diagnostic(problem[0], problem[1], loc, hint=problem[2]))
+            continue
+        try:
+            sub = _parse_with_includes(target, root, [*stack, real], depth + 1, loc)
+        except SpecError as e:
+            spec.problems.extend(e.diagnostics)
+            continue
+        spec.sources.update(sub.sources)
+        spec.problems.extend(sub.problems)
+        included_params.update(sub.params)
+        included_blocks.update(sub.blocks)
+    # The including file's own definitions win; later includes override earlier ones.
+    spec.params = {**included_params, **own_params}
+    spec.blocks = {**included_blocks, **own_blocks}
+    return spec
+
+
+def _include_locs(tree: YNode) -> list[Location]:
+    if isinstance(tree, YMap):
+        inc = tree.get("include")
+        if isinstance(inc, YSeq):
+            return [i.loc for i in inc.items if isinstance(i, YScalar)
+                    and isinstance(i.value, str)]
+    return []
+
+
+def _include_problem(inc: str, target: Path, root: Path, stack: list[Path],
+                     depth: int) -> tuple[str, str, str | None] | None:
+    if os.path.isabs(inc):
+        return ("LS142", f"include '{inc}' is an absolute path",
+                "includes are paths relative to the spec's folder")
+    real = target.resolve()
+    if not real.is_relative_to(root):
+        return ("LS142", f"include '{inc}' resolves outside the spec's folder ({root})",
+                "keep included specs in the root spec's folder or below it (symlinks included)")
+    if real in stack:
+        chain = " -> ".join(p.name for p in [*stack, real][stack.index(real):])
+        return ("LS141", f"include cycle: {chain}", "remove one of the includes")
+    if depth + 1 > MAX_INCLUDE_DEPTH:
+        return ("LS126", f"includes nested deeper than {MAX_INCLUDE_DEPTH} levels (limit)", None)
+    return None

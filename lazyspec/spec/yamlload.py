@@ -1,0 +1,188 @@
+"""Safe YAML reading into a tree of located nodes.
+
+A spec is data: no aliases or anchors, no tags, no duplicate keys, one document, bounded size and
+depth. Each node keeps its 1-based line and column so every later error can point at the source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from lazyspec.errors import Diagnostic, Location, SpecError
+
+MAX_FILE_BYTES = 1_000_000
+MAX_DEPTH = 64
+
+# The only tags a plain YAML value may resolve to. Anything else (explicit tags, timestamps,
+# !!binary, !!python/...) is either refused or kept as the string the user wrote.
+_PLAIN_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+}
+
+
+@dataclass
+class YNode:
+    loc: Location
+
+
+@dataclass
+class YScalar(YNode):
+    value: Any  # str | int | float | bool | None
+    style: str | None = None  # None for plain, "'" or '"' for quoted, "|" / ">" for blocks
+    raw: str = ""  # the text as written (for column arithmetic in op strings)
+
+
+@dataclass
+class YSeq(YNode):
+    items: list[YNode] = field(default_factory=list)
+    flow: bool = False
+
+
+@dataclass
+class YMap(YNode):
+    items: list[tuple[YScalar, YNode]] = field(default_factory=list)
+    flow: bool = False
+
+    def get(self, key: str) -> YNode | None:
+        for k, v in self.items:
+            if k.value == key:
+                return v
+        return None
+
+    def keys(self) -> list[str]:
+        return [str(k.value) for k, _ in self.items]
+
+
+def _loc(path: str, mark: yaml.Mark | None) -> Location:
+    if mark is None:
+        return Location(path, 1, 1)
+    return Location(path, mark.line + 1, mark.column + 1)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader's composer with aliases, anchors, explicit tags and deep nesting refused."""
+
+    def __init__(self, stream: str, path: str):
+        super().__init__(stream)
+        self._path = path
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused("LS102", "YAML aliases are not allowed in a spec", event.start_mark,
+                           "write the value out in full (specs are data, not templates)")
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise _Refused("LS102", f"YAML anchor '&{anchor}' is not allowed in a spec",
+                           event.start_mark, "remove the anchor and write each value out in full")
+        tag = getattr(event, "tag", None)
+        if tag is not None and tag != "!":
+            raise _Refused("LS104", f"YAML tag '{tag}' is not allowed in a spec", event.start_mark,
+                           "remove the tag; a spec holds only plain values")
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _Refused("LS107", f"nesting deeper than {MAX_DEPTH} levels", event.start_mark,
+                           "flatten the structure")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _Refused(Exception):
+    def __init__(self, code: str, message: str, mark: yaml.Mark | None, hint: str | None = None):
+        super().__init__(message)
+        self.code, self.message, self.mark, self.hint = code, message, mark, hint
+
+
+def load_yaml(text: str, path: str) -> YNode:
+    """Parse one YAML document into located nodes, or raise SpecError."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        raise SpecError([Diagnostic("LS106", f"spec file is larger than {MAX_FILE_BYTES:,} bytes",
+                                    Location(path, 1, 1), hint="split it with `include:`")])
+    loader = _StrictLoader(text, path)
+    try:
+        node = loader.get_single_node()
+    except _Refused as e:
+        raise SpecError([Diagnostic(e.code, e.message, _loc(path, e.mark), hint=e.hint)]) from None
+    except yaml.composer.ComposerError as e:
+        if "single document" in str(e.problem or ""):
+            raise SpecError([Diagnostic("LS105", "a spec file holds exactly one YAML document",
+                                        _loc(path, e.problem_mark),
+                                        hint="remove the '---' separator and what follows")]) from None
+        raise SpecError([_yaml_diag(e, path)]) from None
+    except yaml.MarkedYAMLError as e:
+        raise SpecError([_yaml_diag(e, path)]) from None
+    except yaml.YAMLError as e:  # reader errors (bad characters) carry no problem_mark
+        raise SpecError([Diagnostic("LS101", f"YAML error: {e}", Location(path, 1, 1))]) from None
+    except RecursionError:
+        raise SpecError([Diagnostic("LS107", "nesting too deep", Location(path, 1, 1))]) from None
+    finally:
+        loader.dispose()
+    if node is None:
+        return YMap(Location(path, 1, 1))
+    problems: list[Diagnostic] = []
+    tree = _convert(node, path, text.splitlines(), problems)
+    if problems:
+        raise SpecError(problems)
+    return tree
+
+
+def _yaml_diag(e: yaml.MarkedYAMLError, path: str) -> Diagnostic:
+    mark = e.problem_mark or e.context_mark
+    message = str(e.problem or e.context or "invalid YAML").strip()
+    hint = None
+    if "mapping values are not allowed" in message:
+        hint = "quote the value, or put a space after ':' only where a key ends"
+    return Diagnostic("LS101", f"YAML syntax error: {message}", _loc(path, mark), hint=hint)
+
+
+def _convert(node: yaml.Node, path: str, lines: list[str], problems: list[Diagnostic]) -> YNode:
+    loc = _loc(path, node.start_mark)
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = node.value
+        if node.tag in _PLAIN_TAGS and node.tag != "tag:yaml.org,2002:str":
+            value = yaml.SafeLoader.yaml_constructors[node.tag](_CONSTRUCTOR, node)
+        raw = ""
+        if node.start_mark.line == node.end_mark.line and node.start_mark.line < len(lines):
+            raw = lines[node.start_mark.line][node.start_mark.column:node.end_mark.column]
+        return YScalar(loc, value, node.style, raw)
+    if isinstance(node, yaml.SequenceNode):
+        return YSeq(loc, [_convert(n, path, lines, problems) for n in node.value], bool(node.flow_style))
+    assert isinstance(node, yaml.MappingNode)
+    out = YMap(loc, flow=bool(node.flow_style))
+    seen: dict[Any, Location] = {}
+    for k, v in node.value:
+        key = _convert(k, path, lines, problems)
+        if not isinstance(key, YScalar):
+            problems.append(Diagnostic("LS111", "mapping keys must be plain scalars", key.loc))
+            continue
+        hashable = key.value
+        if hashable in seen:
+            problems.append(Diagnostic("LS103", f"duplicate key '{hashable}' (first at line "
+                                   f"{seen[hashable].line})", key.loc,
+                                   hint="YAML keeps only the last value; remove one of them"))
+        seen[hashable] = key.loc
+        out.items.append((key, _convert(v, path, lines, problems)))
+    return out
+
+
+_CONSTRUCTOR = yaml.SafeLoader("")
+
+
+def plain(node: YNode) -> Any:
+    """The node as plain Python data (positions dropped)."""
+    if isinstance(node, YScalar):
+        return node.value
+    if isinstance(node, YSeq):
+        return [plain(n) for n in node.items]
+    assert isinstance(node, YMap)
+    return {k.value: plain(v) for k, v in node.items}
