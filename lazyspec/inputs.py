@@ -55,13 +55,13 @@ _INPUT_RE = re.compile(r"^\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*=)?\s*(?P<dim
 
 
 def parse_input(text: str) -> InputShape:
-    """Parse `2,20`, `idx=2,64:int64`, `[2, 20]` or `2x20`; raises UsageError."""
+    """Parse `2,20`, `idx=2,64:int64` or `[2, 20]`; raises UsageError."""
     m = _INPUT_RE.match(text)
     if not m:
         raise usage_error(f"cannot read --input '{text}'",
                           "write [NAME=]D1,D2,...[:DTYPE], for example 2,20 or idx=2,64:int64")
     dims_text = m.group("dims").strip().strip("[]()")
-    parts = [p.strip() for p in re.split(r"[,x\s]+", dims_text) if p.strip()] if dims_text else []
+    parts = [p.strip() for p in re.split(r"[,\s]+", dims_text) if p.strip()] if dims_text else []
     if not parts:
         raise usage_error(f"--input '{text}' has no dimensions", "for example --input 2,20")
     shape: list[int] = []

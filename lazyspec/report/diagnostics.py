@@ -1,0 +1,64 @@
+"""Diagnostics as text: `path:line:col: error[CODE]: message`, the source line, a caret, notes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from lazyspec.errors import Diagnostic
+
+SourceLines = Callable[[str], list[str] | None]
+
+
+def source_reader(known: Mapping[str, str] | None = None) -> SourceLines:
+    """Lines of a spec file: from texts already read, else from disk (None when unreadable)."""
+    cache: dict[str, list[str] | None] = {p: t.splitlines() for p, t in (known or {}).items()}
+
+    def lines(path: str) -> list[str] | None:
+        if path not in cache:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    cache[path] = f.read().splitlines()
+            except (OSError, UnicodeDecodeError):
+                cache[path] = None
+        return cache[path]
+
+    return lines
+
+
+def render(d: Diagnostic, lines: SourceLines, ran: list[str] | None = None) -> str:
+    loc = d.location
+    head = f"{loc}: " if loc else "lazyspec: "
+    out = [f"{head}{d.severity}[{d.code}]: {d.message}"]
+    text = lines(loc.path) if loc else None
+    if loc and text and 0 < loc.line <= len(text):
+        src = text[loc.line - 1].rstrip("\n").expandtabs(1)
+        number = str(loc.line)
+        pad = " " * len(number)
+        out.append(f" {number} | {src}")
+        out.append(f" {pad} | {' ' * (loc.col - 1)}^")
+    out += [f"  {n}" for n in d.notes]
+    if len(d.trail) > 1:
+        out.append(f"  in: {' > '.join(d.trail)}")
+    if ran is not None:
+        out.append("  ran before it: " + _ran(ran))
+    if d.hint:
+        out.append(f"  hint: {d.hint}")
+    return "\n".join(out)
+
+
+def _ran(ran: list[str], shown: int = 8) -> str:
+    if not ran:
+        return "(nothing: it was the first node)"
+    if len(ran) <= shown:
+        return ", ".join(ran)
+    return f"{len(ran)} nodes, the last: " + ", ".join(ran[-shown:])
+
+
+def render_all(diagnostics: list[Diagnostic], lines: SourceLines,
+               ran: list[str] | None = None) -> str:
+    ordered = sorted(diagnostics, key=lambda d: (d.location is not None, d.location or ""))
+    blocks = [render(d, lines, ran) for d in ordered]
+    errors = sum(1 for d in diagnostics if d.severity == "error")
+    if errors > 1:
+        blocks.append(f"{errors} errors")
+    return "\n\n".join(blocks)

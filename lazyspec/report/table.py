@@ -1,0 +1,86 @@
+"""The human report: nodes with their output shapes, parameters with their shapes, totals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from lazyspec.result import InferResult, ShapeTree
+
+
+def fmt_shape(shape: ShapeTree) -> str:
+    if shape is None:
+        return "-"
+    if isinstance(shape, tuple):
+        return "[" + ", ".join(str(d) for d in shape) + "]"
+    if isinstance(shape, list):
+        return "(" + ", ".join(fmt_shape(s) for s in shape) + ")"
+    return str(shape)
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _line(loc: Any) -> str:
+    return str(loc.line) if loc is not None else ""
+
+
+def render_table(result: InferResult, depth: int | None = None) -> RenderableType:
+    title = result.name or result.spec
+    inputs = ", ".join(f"{i.name} [{', '.join(map(str, i.shape))}] {i.dtype}"
+                       for i in result.inputs)
+    header = Text.assemble((title, "bold"), f"  ({result.spec})\n",
+                           f"input: {inputs}   device: {result.device}   dtype: {result.dtype}")
+
+    nodes = Table(box=box.SIMPLE_HEAD, title="Nodes", title_justify="left", pad_edge=False)
+    nodes.add_column("Node", overflow="fold")
+    nodes.add_column("Op", overflow="fold")
+    nodes.add_column("Output", overflow="fold")
+    nodes.add_column("Params", justify="right")
+    for n in result.nodes:
+        if depth is not None and n.depth >= depth:
+            continue
+        indent = "  " * n.depth
+        label = n.path.rsplit(".", 1)[-1]
+        op = n.op
+        if n.skipped:
+            op += f" (skipped: {n.skipped})"
+        if n.shared_from:
+            op += f" (shares {n.shared_from})"
+        nodes.add_row(indent + label, op, fmt_shape(n.output), f"{n.params:,}" if n.params else "")
+
+    params = Table(box=box.SIMPLE_HEAD, title="Parameters", title_justify="left", pad_edge=False)
+    params.add_column("Parameter", overflow="fold")
+    params.add_column("Op", overflow="fold")
+    params.add_column("Shape", overflow="fold")
+    params.add_column("Count", justify="right")
+    params.add_column("Line", justify="right")
+    for p in result.params:
+        name = p.path + (" *" if p.shared else "")
+        params.add_row(name, p.op, fmt_shape(p.shape), f"{p.count:,}", _line(p.location))
+
+    t = result.totals
+    outputs = ", ".join(fmt_shape(o) for o in result.outputs)
+    lines = [f"output: {outputs}",
+             f"parameters: {t.params:,} (trainable {t.trainable:,}), "
+             f"{fmt_bytes(t.bytes)} at {result.dtype}"]
+    if t.buffers:
+        lines.append(f"buffers: {t.buffers:,} ({fmt_bytes(t.buffer_bytes)})")
+    marked = [p for p in result.params if p.shared]
+    if marked:
+        lines.append("* counted once: " + "; ".join(f"{p.path} {p.shared}" for p in marked))
+    lines += result.notes
+    return Group(header, nodes, params, Text("\n".join(lines)))
+
+
+def print_table(result: InferResult, console: Console, depth: int | None = None) -> None:
+    console.print(render_table(result, depth))
