@@ -5,6 +5,7 @@ torch is imported inside the commands that need it, so `--help` and `--version` 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
@@ -64,7 +65,8 @@ DeviceOpt = Annotated[str, typer.Option(
     "--device", help="Where the dry run happens: meta (allocates nothing), cpu, cuda, cuda:N.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="Parameter dtype (for sizes in bytes).")]
 SetOpt = Annotated[list[str] | None, typer.Option(
-    "--set", help="Override a param: KEY=VALUE (VALUE is read as YAML: 256, [1, 2], true).")]
+    "--set", help="Override a param: KEY=VALUE (VALUE is read as YAML: 256, [1, 2], true).",
+)]
 ScaleOpt = Annotated[str | None, typer.Option("--scale", help="Pick a named set of params.")]
 AllowOpt = Annotated[list[str] | None, typer.Option(
     "--allow", help="Allow layers from an installed package (never granted by a spec).")]
@@ -87,7 +89,8 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
         except yaml.YAMLError:
             value = raw
         if not _plain(value):
-            raise usage_error(f"--set {key}: value '{raw}' is not a number, string, boolean or list")
+            raise usage_error(f"--set {key}: value '{raw}' is not a number, string, boolean "
+                              "or list")
         out[key] = value
     return out
 
@@ -220,8 +223,6 @@ def _click_exception() -> tuple[type[Exception], ...]:
 
     types = []
     for name in ("typer._click.exceptions", "click.exceptions"):
-        try:
+        with contextlib.suppress(ImportError, AttributeError):
             types.append(importlib.import_module(name).ClickException)
-        except (ImportError, AttributeError):
-            pass
     return tuple(types)

@@ -389,7 +389,8 @@ class _Builder:
         return True
 
     def copies(self, call: OpCall, env: Mapping[str, Any], repeat: int, path_of: Any,
-               trail_of: Any, stack: tuple[str, ...]) -> Iterator[tuple[NodeInfo, nn.Module | None]]:
+               trail_of: Any, stack: tuple[str, ...],
+               ) -> Iterator[tuple[NodeInfo, nn.Module | None]]:
         """Build `repeat` fresh copies; stops early when the node limit would be passed."""
         for i in range(repeat):
             before = self.count
@@ -417,8 +418,11 @@ class _Builder:
         except ops.OpLookupError as e:
             self.fail(e.code, e.message, call.loc, trail, e.hint)
             return None
+        before = len(self.problems)
         args = [self.evaluate(a.value, env, trail) for a in call.args]
         kwargs = {k: self.evaluate(a.value, env, trail) for k, a in call.kwargs}
+        if len(self.problems) > before:
+            return None  # an argument failed to evaluate; building would only add noise
         signature = opdef.signature
         try:
             signature.bind(*args, **kwargs)
@@ -450,8 +454,11 @@ class _Builder:
             self.fail("LS126", f"blocks nested deeper than {MAX_BLOCK_DEPTH} levels (limit)",
                       call.loc, trail)
             return None
+        before = len(self.problems)
         args = [self.evaluate(a.value, env, trail) for a in call.args]
         kwargs = {k: self.evaluate(a.value, env, trail) for k, a in call.kwargs}
+        if len(self.problems) > before:
+            return None
         signature = inspect.Signature([inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD)
                                        for p in block.params])
         try:
@@ -484,10 +491,9 @@ def check_ties(built_module: nn.Module, ties: list[Tie]) -> list[Diagnostic]:
     for tie in ties:
         for path in (tie.target, tie.source):
             if _find_param(built_module, path) is None:
-                owner, _, attr = path.rpartition(".")
                 names = [n for n, _ in built_module.named_parameters(remove_duplicate=False)]
-                problems.append(Diagnostic("LS203", f"tie: '{path}' is not a parameter of the model",
-                                           tie.loc, hint=did_you_mean(path, names)))
+                problems.append(Diagnostic("LS203", f"tie: '{path}' is not a parameter of the "
+                                           "model", tie.loc, hint=did_you_mean(path, names)))
     return problems
 
 

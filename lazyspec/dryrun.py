@@ -90,25 +90,25 @@ def bind_inputs(built: Built, given: Sequence[InputShape]) -> list[BoundInput]:
     if len(unnamed) > len(free):
         raise usage_error(f"{len(given)} --input flags for {len(names)} input(s) "
                           f"({', '.join(names)})", "name each one: --input NAME=2,20")
-    for name, g in zip(free, unnamed):
+    for name, g in zip(free, unnamed, strict=False):  # fewer flags than inputs: checked below
         by_name[name] = g
     bound: list[BoundInput] = []
     problems: list[Diagnostic] = []
     dims: dict[str, tuple[int, str]] = {}
     for decl in decls:
         declared = _declared_shape(decl, built.params)
-        g = by_name.get(decl.name)
-        if g is None:
+        flag = by_name.get(decl.name)
+        if flag is None:
             if declared is None or not all(isinstance(d, int) for d in declared):
                 raise usage_error(f"no shape for input '{decl.name}'",
                                   f"give one: --input {decl.name + '=' if len(decls) > 1 else ''}"
                                   + ",".join(str(d) for d in declared or ["2", "20"]))
             shape = tuple(int(d) for d in declared)
         else:
-            shape = g.shape
+            shape = flag.shape
             if declared is not None:
                 problems.extend(_check_declared(decl, declared, shape, dims))
-        dtype = (g.dtype if g and g.dtype else decl.dtype) or built.options.dtype
+        dtype = (flag.dtype if flag and flag.dtype else decl.dtype) or built.options.dtype
         if dtype not in DTYPES:
             problems.append(Diagnostic("LS146", f"input '{decl.name}': unknown dtype '{dtype}'",
                                        decl.loc, hint=did_you_mean(dtype, DTYPES)))
@@ -140,7 +140,7 @@ def _check_declared(decl: InputDecl, declared: list[Any], shape: tuple[int, ...]
                            f"({len(declared)}-d) but was given {list(shape)} ({len(shape)}-d)",
                            decl.loc, hint=f"give {len(declared)} dimensions")]
     out = []
-    for i, (want, got) in enumerate(zip(declared, shape)):
+    for i, (want, got) in enumerate(zip(declared, shape, strict=True)):
         if isinstance(want, int) and want != got:
             out.append(Diagnostic("LS202", f"input '{decl.name}' dimension {i} is declared "
                                   f"{want} but was given {got}", decl.loc))

@@ -103,7 +103,8 @@ def _broadcast(m: nn.Module, xs: Sequence[Any]) -> Explanation | None:
     if any(s is None for s in shapes):
         return None
     try:
-        torch.broadcast_shapes(*[tuple(s) for s in shapes if s is not None])
+        sizes = [tuple(s) for s in shapes if s is not None]
+        torch.broadcast_shapes(*sizes)  # type: ignore[no-untyped-call]
     except RuntimeError:
         listed = ", ".join(str(s) for s in shapes)
         return (f"{type(m).__name__} needs shapes that broadcast, got {listed}",

@@ -47,7 +47,8 @@ class InputShape:
 
     def __str__(self) -> str:
         dims = ",".join(map(str, self.shape))
-        return f"{self.name + '=' if self.name else ''}{dims}{':' + self.dtype if self.dtype else ''}"
+        name = f"{self.name}=" if self.name else ""
+        return f"{name}{dims}{':' + self.dtype if self.dtype else ''}"
 
 
 _INPUT_RE = re.compile(r"^\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*=)?\s*(?P<dims>[^:=]*?)\s*"

@@ -38,9 +38,13 @@ class OpLookupError(Exception):
         self.code, self.message, self.hint = code, message, hint
 
 
-@cache
+_SIGNATURES: dict[type[nn.Module], inspect.Signature] = {}
+
+
 def _signature(cls: type[nn.Module]) -> inspect.Signature:
-    return inspect.signature(cls)
+    if cls not in _SIGNATURES:  # inspect.signature is slow; large specs ask thousands of times
+        _SIGNATURES[cls] = inspect.signature(cls)
+    return _SIGNATURES[cls]
 
 
 @cache

@@ -125,10 +125,9 @@ def _parse(span: Span, what: str = "expression", code: str = "LS123") -> ast.exp
     if text != text.strip():  # offsets are relative to the stripped text; shift back
         shift = len(text) - len(text.lstrip())
         for n in ast.walk(body):
-            if hasattr(n, "col_offset"):
-                n.col_offset += shift
-                if getattr(n, "end_col_offset", None) is not None:
-                    n.end_col_offset += shift  # type: ignore[operator]
+            for attr in ("col_offset", "end_col_offset"):
+                if getattr(n, attr, None) is not None:
+                    setattr(n, attr, getattr(n, attr) + shift)
     return body
 
 
@@ -179,8 +178,9 @@ def _check_forms(expr: Expr) -> None:
 
 
 def _op_text(op: ast.AST) -> str:
-    return {ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|", ast.BitAnd: "&",
-            ast.BitXor: "^", ast.MatMult: "@"}.get(type(op), type(op).__name__)
+    names: dict[type[ast.AST], str] = {ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|",
+                                       ast.BitAnd: "&", ast.BitXor: "^", ast.MatMult: "@"}
+    return names.get(type(op), type(op).__name__)
 
 
 def parse_call(span: Span) -> OpCall:
@@ -238,7 +238,7 @@ class _Evaluator:
     def fail(self, node: ast.AST, code: str, message: str, hint: str | None = None) -> SpecError:
         return _error(code, message, self.span.at(node), hint)
 
-    def eval(self, n: ast.expr) -> Any:  # noqa: C901 - one branch per allowed form
+    def eval(self, n: ast.expr) -> Any:  # one branch per allowed form
         if isinstance(n, ast.Constant):
             return n.value
         if isinstance(n, ast.Name):
@@ -255,10 +255,11 @@ class _Evaluator:
             items = [self.eval(e) for e in n.elts]
             return items if isinstance(n, ast.List) else tuple(items)
         if isinstance(n, ast.UnaryOp):
-            v = self.eval(n.operand)
+            operand = self.eval(n.operand)
             if isinstance(n.op, ast.Not):
-                return not v
-            return self.apply(n, operator.neg if isinstance(n.op, ast.USub) else operator.pos, v)
+                return not operand
+            sign = operator.neg if isinstance(n.op, ast.USub) else operator.pos
+            return self.apply(n, sign, operand)
         if isinstance(n, ast.BinOp):
             a, b = self.eval(n.left), self.eval(n.right)
             self.check_size(n, n.op, a, b)
@@ -273,7 +274,7 @@ class _Evaluator:
             return v
         if isinstance(n, ast.Compare):
             left = self.eval(n.left)
-            for op, comp in zip(n.ops, n.comparators):
+            for op, comp in zip(n.ops, n.comparators, strict=True):
                 right = self.eval(comp)
                 if not self.apply(n, _CMPOPS[type(op)], left, right):
                     return False
@@ -296,14 +297,15 @@ class _Evaluator:
 
     def check_size(self, n: ast.AST, op: ast.operator, a: Any, b: Any) -> None:
         """Refuse before computing anything that would be huge."""
-        if isinstance(op, ast.Pow) and _is_num(a) and _is_num(b) and abs(a) > 1 and b > 0:
-            if b * math.log2(abs(a)) > MAX_INT_BITS:
-                raise self.fail(n, "LS126", f"result of {a!r} ** {b!r} is too large "
-                                f"(limit: {MAX_INT_BITS}-bit numbers)")
+        if (isinstance(op, ast.Pow) and _is_num(a) and _is_num(b) and abs(a) > 1 and b > 0
+                and b * math.log2(abs(a)) > MAX_INT_BITS):
+            raise self.fail(n, "LS126", f"result of {a!r} ** {b!r} is too large "
+                            f"(limit: {MAX_INT_BITS}-bit numbers)")
         if isinstance(op, ast.Mult):
             if isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool) and \
                     a.bit_length() + b.bit_length() > MAX_INT_BITS:
-                raise self.fail(n, "LS126", f"product too large (limit: {MAX_INT_BITS}-bit numbers)")
+                raise self.fail(n, "LS126",
+                                f"product too large (limit: {MAX_INT_BITS}-bit numbers)")
             seq, count = (a, b) if isinstance(a, (str, list, tuple)) else (b, a)
             if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and \
                     len(seq) * max(count, 0) > MAX_SEQ_LEN:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lazyspec.errors import Diagnostic, Location
-from lazyspec.spec.expr import Expr, OpCall
+from lazyspec.spec.expr import OpCall
 
 DEFAULT_INPUT = "input"
 
@@ -95,6 +95,6 @@ class Spec:
     graph: Graph
     blocks: dict[str, Block]
     ties: list[Tie]
-    includes: list[str] = field(default_factory=list)
+    includes: list[tuple[str, Location]] = field(default_factory=list)  # relative path, where
     sources: dict[str, str] = field(default_factory=dict)  # path -> text, for error carets
     problems: list[Diagnostic] = field(default_factory=list)  # static errors found so far

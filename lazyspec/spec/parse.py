@@ -118,10 +118,9 @@ class _Parser:
         self.check_keys(top, TOP_LEVEL_KEYS, "the spec", "LS110")
         version = 1
         vnode = top.get("lazyspec")
-        if vnode is not None:
-            if not isinstance(vnode, YScalar) or vnode.value != 1:
-                self.problem("LS116", f"unsupported language version {_shown(vnode)}", vnode.loc,
-                             hint="this lazyspec reads version 1: `lazyspec: 1`")
+        if vnode is not None and (not isinstance(vnode, YScalar) or vnode.value != 1):
+            self.problem("LS116", f"unsupported language version {_shown(vnode)}", vnode.loc,
+                         hint="this lazyspec reads version 1: `lazyspec: 1`")
         name = self.text_field(top, "name")
         description = self.text_field(top, "description")
         params = self.params(top.get("params"), "params")
@@ -140,14 +139,14 @@ class _Parser:
         layers_node = top.get("layers")
         if layers_node is None:
             self.problem("LS112", "the spec has no `layers:` list", loc,
-                         hint="add `layers:` with at least one node, for example `- LazyLinear(10)`")
+                         hint="add `layers:` with at least one node, such as `- LazyLinear(10)`")
         graph = self.graph(top, loc, "the model")
         ties = self.ties(top.get("tie"))
-        includes: list[str] = []
+        includes: list[tuple[str, Location]] = []
         inc = self.sequence(top.get("include"), "include")
         for item in inc or []:
             if isinstance(item, YScalar) and isinstance(item.value, str):
-                includes.append(item.value)
+                includes.append((item.value, item.loc))
             else:
                 self.problem("LS111", "each include must be a relative path", item.loc)
         return Spec(self.path, version, name, description, params, scales, graph, blocks, ties,
@@ -230,7 +229,7 @@ class _Parser:
                                                and shape_node.value is None):
                 if isinstance(shape_node, YSeq):
                     shape = [self.value(d) for d in shape_node.items]
-                    for d, dn in zip(shape, shape_node.items):
+                    for d, dn in zip(shape, shape_node.items, strict=True):
                         if not isinstance(d, (int, str, Expr)) or isinstance(d, bool):
                             self.problem("LS146", "a dimension is a number, a name or ${expr}",
                                          dn.loc)
@@ -414,7 +413,7 @@ def _parse_with_includes(path: Path, root: Path, stack: list[Path], depth: int,
     own_params, own_blocks = spec.params, spec.blocks
     included_params: dict[str, Param] = {}
     included_blocks: dict[str, Block] = {}
-    for inc, loc in zip(spec.includes, _include_locs(tree)):
+    for inc, loc in spec.includes:
         target = (path.parent / inc)
         problem = _include_problem(inc, target, root, [*stack, real], depth)
         if problem:
@@ -433,15 +432,6 @@ def _parse_with_includes(path: Path, root: Path, stack: list[Path], depth: int,
     spec.params = {**included_params, **own_params}
     spec.blocks = {**included_blocks, **own_blocks}
     return spec
-
-
-def _include_locs(tree: YNode) -> list[Location]:
-    if isinstance(tree, YMap):
-        inc = tree.get("include")
-        if isinstance(inc, YSeq):
-            return [i.loc for i in inc.items if isinstance(i, YScalar)
-                    and isinstance(i.value, str)]
-    return []
 
 
 def _include_problem(inc: str, target: Path, root: Path, stack: list[Path],

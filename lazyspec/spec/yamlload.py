@@ -60,7 +60,7 @@ class YMap(YNode):
         return [str(k.value) for k, _ in self.items]
 
 
-def _loc(path: str, mark: yaml.Mark | None) -> Location:
+def _loc(path: str, mark: Any) -> Location:
     if mark is None:
         return Location(path, 1, 1)
     return Location(path, mark.line + 1, mark.column + 1)
@@ -75,7 +75,7 @@ class _StrictLoader(yaml.SafeLoader):
         self._depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent):
             raise _Refused("LS102", "YAML aliases are not allowed in a spec", event.start_mark,
                            "write the value out in full (specs are data, not templates)")
@@ -98,7 +98,7 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 class _Refused(Exception):
-    def __init__(self, code: str, message: str, mark: yaml.Mark | None, hint: str | None = None):
+    def __init__(self, code: str, message: str, mark: Any, hint: str | None = None):
         super().__init__(message)
         self.code, self.message, self.mark, self.hint = code, message, mark, hint
 
@@ -114,10 +114,10 @@ def load_yaml(text: str, path: str) -> YNode:
     except _Refused as e:
         raise SpecError([Diagnostic(e.code, e.message, _loc(path, e.mark), hint=e.hint)]) from None
     except yaml.composer.ComposerError as e:
-        if "single document" in str(e.problem or ""):
-            raise SpecError([Diagnostic("LS105", "a spec file holds exactly one YAML document",
-                                        _loc(path, e.problem_mark),
-                                        hint="remove the '---' separator and what follows")]) from None
+        if "another document" in str(e.problem or ""):
+            raise SpecError([Diagnostic(
+                "LS105", "a spec file holds exactly one YAML document", _loc(path, e.problem_mark),
+                hint="remove the '---' separator and what follows")]) from None
         raise SpecError([_yaml_diag(e, path)]) from None
     except yaml.MarkedYAMLError as e:
         raise SpecError([_yaml_diag(e, path)]) from None
@@ -156,7 +156,8 @@ def _convert(node: yaml.Node, path: str, lines: list[str], problems: list[Diagno
             raw = lines[node.start_mark.line][node.start_mark.column:node.end_mark.column]
         return YScalar(loc, value, node.style, raw)
     if isinstance(node, yaml.SequenceNode):
-        return YSeq(loc, [_convert(n, path, lines, problems) for n in node.value], bool(node.flow_style))
+        items = [_convert(n, path, lines, problems) for n in node.value]
+        return YSeq(loc, items, bool(node.flow_style))
     assert isinstance(node, yaml.MappingNode)
     out = YMap(loc, flow=bool(node.flow_style))
     seen: dict[Any, Location] = {}
