@@ -43,6 +43,16 @@ class LoadedSpec:
 
         return build(self.spec, self.options(device, dtype, params, scale, allow)).module
 
+    def materialize(self, *inputs: InputLike, device: str = "meta", dtype: str = "float32",
+                    params: Mapping[str, Any] | None = None, scale: str | None = None,
+                    allow: Sequence[str] = ()) -> Any:
+        """Build, run one pass with these input shapes, apply `tie:`; return the nn.Module."""
+        from lazyspec import dryrun
+        from lazyspec.compile import build
+
+        built = build(self.spec, self.options(device, dtype, params, scale, allow))
+        return dryrun.materialize(built, [to_input(i) for i in inputs])
+
     def infer(self, *inputs: InputLike, device: str = "meta", dtype: str = "float32",
               params: Mapping[str, Any] | None = None, scale: str | None = None,
               allow: Sequence[str] = ()) -> InferResult:

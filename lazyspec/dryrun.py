@@ -169,6 +169,19 @@ def make_inputs(bound: Sequence[BoundInput], device: torch.device) -> list[torch
 
 def run(built: Built, given: Sequence[InputShape]) -> InferResult:
     """Dry-run a compiled model; raise DryRunError at the first failing node."""
+    bound, outputs, tracer = _forward(built, given)
+    return _result(built, bound, outputs, tracer)
+
+
+def materialize(built: Built, given: Sequence[InputShape]) -> nn.Module:
+    """The compiled module after one pass of data: every size fixed, ties applied."""
+    _forward(built, given)
+    return built.module
+
+
+def _forward(built: Built, given: Sequence[InputShape],
+             ) -> tuple[list[BoundInput], list[ShapeTree], Tracer]:
+    """One traced pass, then the ties; raise DryRunError at the first failing node."""
     bound = bind_inputs(built, given)
     device = torch.device(built.options.device)
     tensors = make_inputs(bound, device)
@@ -192,7 +205,7 @@ def run(built: Built, given: Sequence[InputShape]) -> InferResult:
     if problems:
         raise SpecError(problems)
     outputs = out if isinstance(out, tuple) else (out,)
-    return _result(built, bound, [shape_tree(o) for o in outputs], tracer)
+    return bound, [shape_tree(o) for o in outputs], tracer
 
 
 def _failure_diagnostic(f: NodeFailure, built: Built) -> Diagnostic:
@@ -254,8 +267,9 @@ def _result(built: Built, bound: Sequence[BoundInput], outputs: list[ShapeTree],
         module = model.get_submodule(owner_path) if owner_path else model
         count = p.numel()
         marks = []
-        if node is not None and node.module_path in shared_by:
-            marks.append("shared by " + ", ".join(shared_by[node.module_path]))
+        sharers = [s for prefix in _prefixes(owner_path) for s in shared_by.get(prefix, [])]
+        if sharers:
+            marks.append("shared by " + ", ".join(sharers))
         if name in tied:
             marks.append(f"tied to {tied[name]}")
         params.append(ParamRecord(
@@ -285,6 +299,12 @@ def _result(built: Built, bound: Sequence[BoundInput], outputs: list[ShapeTree],
         spec=built.spec.path, name=built.spec.name, device=built.options.device,
         dtype=built.options.dtype, inputs=[InputRecord(b.name, b.shape, b.dtype) for b in bound],
         outputs=outputs, params=params, nodes=nodes, totals=totals)
+
+
+def _prefixes(path: str) -> list[str]:
+    """`a.b.c` -> [a.b.c, a.b, a]: a parameter belongs to every module above it."""
+    parts = path.split(".") if path else []
+    return [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
 
 
 def _owner(owners: dict[str, NodeInfo], path: str) -> NodeInfo | None:

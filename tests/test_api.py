@@ -72,3 +72,12 @@ def test_dry_run_failure_lists_nodes_that_ran(write_spec):
     d = exc.value.diagnostics[0]
     assert (d.location.line, d.location.col) == (4, 5)
     assert "inputs: [2, 8] float32" in d.notes
+
+
+def test_materialize_applies_ties_and_fixes_sizes():
+    spec = lazyspec.load(SPECS / "gpt2.yaml")
+    model = spec.materialize("1,8:int64", scale="tiny", device="cpu")
+    assert model.get_submodule("lm_head").weight is model.get_submodule("wte").weight
+    assert not any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters())
+    out = model(torch.zeros(1, 8, dtype=torch.long))
+    assert out.shape[:2] == (1, 8)
