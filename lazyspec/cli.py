@@ -16,7 +16,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from lazyspec import __version__
-from lazyspec.errors import Diagnostic, DryRunError, LazyspecError, usage_error
+from lazyspec.errors import Diagnostic, DryRunError, LazyspecError, UsageError, usage_error
 
 app = typer.Typer(
     name="lazyspec",
@@ -72,7 +72,22 @@ AllowOpt = Annotated[list[str] | None, typer.Option(
     "--allow", help="Allow layers from an installed package (never granted by a spec).")]
 DepthOpt = Annotated[int | None, typer.Option(
     "--depth", min=1, help="Show nodes nested at most this deep (default: all).")]
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output: table or json.")]
+FormatOpt = Annotated[str, typer.Option(
+    "--format", "-f", help="Output: table, json, markdown or github.")]
+OutputFileOpt = Annotated[Path | None, typer.Option(
+    "--output-file", "-o", help="Write the report to this file instead of stdout.")]
+ExpectOpt = Annotated[str | None, typer.Option(
+    "--expect-output", help="Fail (exit 1) unless the output shape is this, e.g. 2,10.")]
+MaxParamsOpt = Annotated[str | None, typer.Option(
+    "--max-params", help="Fail (exit 1) above this many parameters: 10K, 1M, 1.5B.")]
+MaxBytesOpt = Annotated[str | None, typer.Option(
+    "--max-bytes", help="Fail (exit 1) above this many parameter bytes: 500MB, 2GiB.")]
+PathsArg = Annotated[list[Path] | None, typer.Argument(
+    help="Spec files or folders (default: `specs` under [tool.lazyspec]).")]
+LockOpt = Annotated[Path | None, typer.Option(
+    "--lock", help="The lock file (default: `lock` under [tool.lazyspec], else lazyspec.lock).")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", help="The pyproject.toml to read (default: the nearest one).")]
 
 
 def parse_sets(items: list[str] | None) -> dict[str, Any]:
@@ -124,6 +139,70 @@ def check_device(device: str) -> str:
 # --- commands -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Output:
+    """Where and how a report goes."""
+
+    format: str
+    file: Path | None
+    depth: int | None = None
+
+    def reporter(self) -> Any:
+        from lazyspec.report import FORMATS, reporter
+
+        if self.format not in FORMATS:
+            raise usage_error(f"unknown format '{self.format}'", "use " + ", ".join(FORMATS))
+        color = (self.format == "table" and self.file is None and sys.stdout.isatty()
+                 and not os.environ.get("NO_COLOR"))
+        width = None if self.file else _terminal_width()
+        return reporter(self.format, color=color, width=width, depth=self.depth)
+
+    def emit(self, text: str, summary_markdown: str | None) -> None:
+        if self.file is not None:
+            from lazyspec.fileio import atomic_write
+
+            atomic_write(self.file, text, "report")
+        elif text:
+            sys.stdout.write(text)
+        summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+        if self.format == "github" and summary_path and summary_markdown:
+            try:
+                with open(summary_path, "a", encoding="utf-8") as f:
+                    f.write(summary_markdown + "\n")
+            except OSError as e:
+                raise usage_error(f"cannot append to $GITHUB_STEP_SUMMARY ({summary_path}): "
+                                  f"{e.strerror or e}") from None
+
+
+def _terminal_width() -> int:
+    import shutil
+
+    return max(40, shutil.get_terminal_size((80, 24)).columns)
+
+
+def _budgets(expect: str | None, max_params: str | None, max_bytes: str | None) -> Any:
+    from lazyspec.config import Budgets, parse_bytes, parse_count, parse_shape
+
+    return Budgets(parse_shape(expect) if expect else None,
+                   parse_count(max_params) if max_params else None,
+                   parse_bytes(max_bytes) if max_bytes else None)
+
+
+def _config(explicit: Path | None) -> Any:
+    from lazyspec.config import load_config
+
+    if explicit is not None and not explicit.is_file():
+        raise usage_error(f"--config {explicit}: no such file")
+    return load_config(explicit=explicit)
+
+
+def _show_diagnostics(diagnostics: list[Diagnostic], ran: list[str] | None = None) -> None:
+    if diagnostics:
+        from lazyspec.report.diagnostics import render_all, source_reader
+
+        sys.stderr.write(render_all(diagnostics, source_reader(_sources), ran) + "\n")
+
+
 @app.command()
 def infer(
     spec: Annotated[Path, typer.Argument(help="The YAML model spec.")],
@@ -135,35 +214,130 @@ def infer(
     allow: AllowOpt = None,
     depth: DepthOpt = None,
     format: FormatOpt = "table",
+    output_file: OutputFileOpt = None,
+    expect_output: ExpectOpt = None,
+    max_params: MaxParamsOpt = None,
+    max_bytes: MaxBytesOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Compile SPEC, dry-run it with the input shape, and print the inferred shapes."""
     from lazyspec.inputs import canonical_dtype, parse_input
 
-    if format not in ("table", "json"):
-        raise usage_error(f"unknown format '{format}'", "use table or json")
+    out = Output(format, output_file, depth)
+    report = out.reporter()
     inputs = [parse_input(i) for i in input or []]
     param_dtype = canonical_dtype(dtype)
     overrides = parse_sets(set_)
+    budgets = _budgets(expect_output, max_params, max_bytes)
+    settings = _config(config)
     device = check_device(device)
 
     from lazyspec import dryrun
     from lazyspec.compile import BuildOptions, build
+    from lazyspec.gate import check_budgets
+    from lazyspec.result import InferOutcome
     from lazyspec.spec.parse import parse_file
 
-    parsed = parse_file(spec)
-    _sources.update(parsed.sources)
-    options = BuildOptions(device=device, dtype=param_dtype, allow=tuple(allow or ()),
-                           overrides=overrides, scale=scale)
-    built = build(parsed, options)
-    result = dryrun.run(built, inputs)
-    if format == "json":
-        import json
+    outcome = InferOutcome(str(spec), None)
+    try:
+        parsed = parse_file(spec)
+        _sources.update(parsed.sources)
+        options = BuildOptions(device=device, dtype=param_dtype,
+                               allow=settings.allow + tuple(allow or ()),
+                               overrides=overrides, scale=scale)
+        outcome.result = dryrun.run(build(parsed, options), inputs)
+        outcome.diagnostics = check_budgets(outcome.result, budgets)
+    except UsageError:
+        raise
+    except LazyspecError as e:
+        if format == "table":
+            raise
+        outcome.diagnostics, outcome.ran = e.diagnostics, getattr(e, "ran", None)
+    _show_diagnostics(outcome.diagnostics, outcome.ran)
+    summary = None
+    if format == "github":
+        from lazyspec.report.markdown import MarkdownReporter
 
-        typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
-        return
-    from lazyspec.report.table import print_table
+        summary = MarkdownReporter().infer(outcome)
+    out.emit(report.infer(outcome), summary)
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
 
-    print_table(result, _console(), depth)
+
+def _gate(paths: list[Path] | None, update: bool, lock: Path | None, input: list[str] | None,
+          device: str, dtype: str, set_: list[str] | None, scale: str | None,
+          allow: list[str] | None, out: Output, budgets: Any, config: Path | None) -> None:
+    from lazyspec.inputs import canonical_dtype, parse_input
+
+    report = out.reporter()
+    for i in input or []:
+        parse_input(i)  # reject bad flags before any work
+    param_dtype = canonical_dtype(dtype)
+    sets = parse_sets(set_)
+    settings = _config(config)
+    device = check_device(device)
+
+    from lazyspec import gate
+
+    options = gate.GateOptions(device=device, dtype=param_dtype, allow=tuple(allow or ()),
+                               inputs=tuple(input or ()), scale=scale,
+                               sets=tuple(sorted(sets.items())), budgets=budgets)
+    result = gate.run_all(list(paths or []), settings, options, update=update,
+                          lock_path=lock or settings.lock)
+    for o in result.outcomes:
+        _show_diagnostics(o.diagnostics, o.ran)
+    summary = None
+    if out.format == "github":
+        from lazyspec.report.markdown import MarkdownReporter
+
+        summary = MarkdownReporter().gate(result)
+    out.emit(report.gate(result), summary)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def check(
+    paths: PathsArg = None,
+    update: Annotated[bool, typer.Option("--update", help="Rewrite the lock file.")] = False,
+    lock: LockOpt = None,
+    input: InputOpt = None,
+    device: DeviceOpt = "meta",
+    dtype: DtypeOpt = "float32",
+    set_: SetOpt = None,
+    scale: ScaleOpt = None,
+    allow: AllowOpt = None,
+    format: FormatOpt = "table",
+    output_file: OutputFileOpt = None,
+    expect_output: ExpectOpt = None,
+    max_params: MaxParamsOpt = None,
+    max_bytes: MaxBytesOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Check specs against the lock file and budgets (the CI gate). Writes nothing."""
+    _gate(paths, update, lock, input, device, dtype, set_, scale, allow,
+          Output(format, output_file), _budgets(expect_output, max_params, max_bytes), config)
+
+
+@app.command("lock")
+def lock_(
+    paths: PathsArg = None,
+    lock: LockOpt = None,
+    input: InputOpt = None,
+    device: DeviceOpt = "meta",
+    dtype: DtypeOpt = "float32",
+    set_: SetOpt = None,
+    scale: ScaleOpt = None,
+    allow: AllowOpt = None,
+    format: FormatOpt = "table",
+    output_file: OutputFileOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write or refresh the lock file (atomically) from dry runs of the specs."""
+    from lazyspec.config import Budgets
+
+    _gate(paths, True, lock, input, device, dtype, set_, scale, allow,
+          Output(format, output_file), Budgets(), config)
 
 
 # --- running --------------------------------------------------------------------------------
@@ -171,25 +345,17 @@ def infer(
 _sources: dict[str, str] = {}
 
 
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=False)
-
-
 def _report(err: LazyspecError) -> int:
-    from lazyspec.report.diagnostics import render_all, source_reader
-
-    ran = err.ran if isinstance(err, DryRunError) else None
-    sys.stderr.write(render_all(err.diagnostics, source_reader(_sources), ran) + "\n")
+    _show_diagnostics(err.diagnostics, err.ran if isinstance(err, DryRunError) else None)
     return err.exit_code
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: every failure becomes a message and an exit code, never a bare traceback."""
     try:
-        app(args=argv, prog_name="lazyspec", standalone_mode=False)
-        code = EXIT_OK
+        # Outside standalone mode click returns the code of a typer.Exit instead of raising it.
+        returned = app(args=argv, prog_name="lazyspec", standalone_mode=False)
+        code = returned if isinstance(returned, int) else EXIT_OK
     except LazyspecError as e:
         code = _report(e)
     except typer.Exit as e:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lazyspec.errors import Location
+from lazyspec.errors import Diagnostic, Location
 
 # A shape is a tuple of ints; a node returning several tensors has a list of them; a value that
 # is not a tensor is shown by its type name.
@@ -70,3 +70,18 @@ class InferResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class InferOutcome:
+    """What `infer` reports: the result when the dry run got through, and every problem found
+    (spec errors, the failing node, failed assertions)."""
+
+    spec: str
+    result: InferResult | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    ran: list[str] | None = None  # nodes that ran before a failing one
+
+    @property
+    def exit_code(self) -> int:
+        return max((d.exit_code for d in self.diagnostics), default=0)

@@ -1,0 +1,42 @@
+"""Reports: one module per output format, picked from REPORTERS. Each turns plain results into
+text; none prints."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from lazyspec.gate import GateReport
+    from lazyspec.result import InferOutcome
+
+
+class Reporter(Protocol):
+    machine: bool  # machine formats are never coloured
+
+    def infer(self, outcome: InferOutcome) -> str: ...
+
+    def gate(self, report: GateReport) -> str: ...
+
+
+FORMATS = ("table", "json", "markdown", "github")
+
+
+def reporter(name: str, color: bool = False, width: int | None = None,
+             depth: int | None = None) -> Reporter:
+    if name == "table":
+        from lazyspec.report.table import TableReporter
+
+        return TableReporter(color=color, width=width, depth=depth)
+    if name == "json":
+        from lazyspec.report.jsonout import JsonReporter
+
+        return JsonReporter()
+    if name == "markdown":
+        from lazyspec.report.markdown import MarkdownReporter
+
+        return MarkdownReporter()
+    if name == "github":
+        from lazyspec.report.github import GithubReporter
+
+        return GithubReporter()
+    raise ValueError(name)

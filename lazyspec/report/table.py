@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+import io
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from lazyspec.result import InferResult, ShapeTree
+from lazyspec.result import InferOutcome, InferResult, ShapeTree
+
+if TYPE_CHECKING:
+    from lazyspec.gate import GateReport
 
 
 def fmt_shape(shape: ShapeTree) -> str:
@@ -82,5 +86,57 @@ def render_table(result: InferResult, depth: int | None = None) -> RenderableTyp
     return Group(header, nodes, params, Text("\n".join(lines)))
 
 
-def print_table(result: InferResult, console: Console, depth: int | None = None) -> None:
-    console.print(render_table(result, depth))
+def render_gate(report: GateReport) -> RenderableType:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Spec", no_wrap=True)
+    table.add_column("Run", overflow="fold")
+    table.add_column("Params", justify="right", no_wrap=True)
+    table.add_column("Output", overflow="fold")
+    for o in report.outcomes:
+        r = o.result
+        status = o.status.upper() if o.status != "ok" else "ok"
+        if o.lock_status in ("changed", "missing", "updated"):
+            status += f" ({o.lock_status})"
+        table.add_row(status, o.spec_key, o.key, f"{r.totals.params:,}" if r else "",
+                      ", ".join(fmt_shape(x) for x in r.outputs) if r else "")
+    lines: list[str] = []
+    for o in report.outcomes:
+        if o.drift:
+            lines.append(f"{o.spec_key} [{o.key}]:")
+            lines += [f"  {d}" for d in o.drift]
+    for e in report.unused:
+        lines.append(f"unused lock entry: {e.spec} [{e.key}] (run `lazyspec lock` to drop it)")
+    ok = sum(o.exit_code == 0 for o in report.outcomes)
+    failed = len(report.outcomes) - ok
+    summary = f"{len(report.outcomes)} run(s): {ok} ok, {failed} failed"
+    if report.unused:
+        summary += f", {len(report.unused)} unused lock entries"
+    summary += f"; lock: {report.lock_path}" + (" (written)" if report.wrote_lock else "")
+    lines.append(summary)
+    return Group(table, Text("\n".join(lines)))
+
+
+class TableReporter:
+    """Human output; coloured only when asked (a terminal without NO_COLOR)."""
+
+    machine = False
+
+    def __init__(self, color: bool = False, width: int | None = None, depth: int | None = None):
+        self.color, self.width, self.depth = color, width, depth
+
+    def _text(self, renderable: RenderableType) -> str:
+        buffer = io.StringIO()
+        console = Console(file=buffer, width=self.width or 80, force_terminal=self.color,
+                          no_color=not self.color, highlight=False, soft_wrap=False,
+                          color_system="standard" if self.color else None)
+        console.print(renderable)
+        return buffer.getvalue()
+
+    def infer(self, outcome: InferOutcome) -> str:
+        if outcome.result is None:
+            return ""  # the diagnostics (on stderr) say it all
+        return self._text(render_table(outcome.result, self.depth))
+
+    def gate(self, report: GateReport) -> str:
+        return self._text(render_gate(report))

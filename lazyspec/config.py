@@ -1,0 +1,188 @@
+"""`[tool.lazyspec]` in pyproject.toml: which specs, their inputs, budgets, the lock, the allowlist.
+
+Torch-free. Unknown keys are errors (exit 2), as in ruff and mypy.
+
+    [tool.lazyspec]
+    specs = ["specs"]              # default PATHS for check and lock
+    lock = "lazyspec.lock"         # relative to this pyproject.toml
+    allow = ["mypkg"]
+    max-params = "100B"            # budgets for every run
+    max-bytes = "400GB"
+
+    [[tool.lazyspec.run]]          # one per spec and input set
+    spec = "specs/mlp.yaml"
+    inputs = ["2,20"]              # one string per input of the model
+    expect-output = "2,10"
+    max-params = "10K"
+    scale = "r34"
+    set = { d = 256 }
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lazyspec.errors import Diagnostic, Location, UsageError, did_you_mean
+
+TOP_KEYS = ("specs", "lock", "allow", "max-params", "max-bytes", "run")
+RUN_KEYS = ("spec", "inputs", "expect-output", "max-params", "max-bytes", "scale", "set")
+DEFAULT_LOCK = "lazyspec.lock"
+
+
+@dataclass(frozen=True)
+class Budgets:
+    expect_output: tuple[int, ...] | None = None
+    max_params: int | None = None
+    max_bytes: int | None = None
+
+    def merged(self, other: Budgets) -> Budgets:
+        """`other` wins where it sets something."""
+        return Budgets(other.expect_output or self.expect_output,
+                       other.max_params if other.max_params is not None else self.max_params,
+                       other.max_bytes if other.max_bytes is not None else self.max_bytes)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    spec: Path  # resolved
+    inputs: tuple[str, ...]
+    scale: str | None = None
+    sets: tuple[tuple[str, Any], ...] = ()
+    budgets: Budgets = field(default_factory=Budgets)
+
+
+@dataclass
+class Config:
+    root: Path  # folder of pyproject.toml (or the working folder without one)
+    path: Path | None  # the pyproject.toml read, if any
+    specs: list[Path] = field(default_factory=list)
+    lock: Path = Path(DEFAULT_LOCK)
+    allow: tuple[str, ...] = ()
+    budgets: Budgets = field(default_factory=Budgets)
+    runs: list[RunConfig] = field(default_factory=list)
+
+
+_COUNT_SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
+_BYTE_SUFFIX = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+                "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_count(text: str | int, what: str = "--max-params") -> int:
+    """`1M`, `1.5B`, `10K`, `7946` -> an int."""
+    return _scaled(text, _COUNT_SUFFIX, what, "for example 10K, 1M or 1.5B")
+
+
+def parse_bytes(text: str | int, what: str = "--max-bytes") -> int:
+    """`500MB`, `2GiB`, `1024` -> bytes."""
+    return _scaled(text, _BYTE_SUFFIX, what, "for example 500MB, 2GiB or 1024")
+
+
+def _scaled(text: str | int, suffixes: dict[str, int], what: str, example: str) -> int:
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
+    if not m or m.group(2).upper() not in suffixes:
+        raise UsageError([Diagnostic("LS301", f"{what}: cannot read '{text}'", hint=example)])
+    return round(float(m.group(1)) * suffixes[m.group(2).upper()])
+
+
+def parse_shape(text: str, what: str = "--expect-output") -> tuple[int, ...]:
+    parts = [p for p in re.split(r"[,\s]+", text.strip().strip("[]()")) if p]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise UsageError([Diagnostic("LS301", f"{what}: cannot read shape '{text}'",
+                                     hint="for example 2,10")])
+    return tuple(int(p) for p in parts)
+
+
+def find_pyproject(start: Path) -> Path | None:
+    for folder in [start, *start.parents]:
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(start: Path | None = None, explicit: Path | None = None) -> Config:
+    """Read [tool.lazyspec] from the nearest pyproject.toml (or `explicit`)."""
+    start = (start or Path.cwd()).resolve()
+    path = explicit or find_pyproject(start)
+    if path is None:
+        return Config(root=start, path=None, lock=start / DEFAULT_LOCK)
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise _config_error(path, f"cannot read {path}: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise _config_error(path, f"invalid TOML: {e}") from None
+    table = data.get("tool", {}).get("lazyspec", {})
+    return _parse(table, path)
+
+
+def _config_error(path: Path, message: str, hint: str | None = None) -> UsageError:
+    return UsageError([Diagnostic("LS304", message, Location(str(path), 1, 1), hint=hint)])
+
+
+def _check_keys(table: dict[str, Any], allowed: tuple[str, ...], where: str, path: Path) -> None:
+    for key in table:
+        if key not in allowed:
+            raise _config_error(path, f"unknown key '{key}' in {where}",
+                                did_you_mean(key, allowed) or "allowed: " + ", ".join(allowed))
+
+
+def _strings(value: Any, key: str, path: Path) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise _config_error(path, f"[tool.lazyspec] {key} must be a string or a list of strings")
+
+
+def _budgets(table: dict[str, Any], path: Path, where: str) -> Budgets:
+    try:
+        return Budgets(
+            parse_shape(str(table["expect-output"]), f"{where} expect-output")
+            if "expect-output" in table else None,
+            parse_count(table["max-params"], f"{where} max-params")
+            if "max-params" in table else None,
+            parse_bytes(table["max-bytes"], f"{where} max-bytes") if "max-bytes" in table else None)
+    except UsageError as e:
+        raise _config_error(path, e.diagnostics[0].message, e.diagnostics[0].hint) from None
+
+
+def _parse(table: Any, path: Path) -> Config:
+    if not isinstance(table, dict):
+        raise _config_error(path, "[tool.lazyspec] must be a table")
+    root = path.parent
+    _check_keys(table, TOP_KEYS, "[tool.lazyspec]", path)
+    config = Config(root=root, path=path, lock=root / str(table.get("lock", DEFAULT_LOCK)))
+    config.specs = [root / p for p in _strings(table.get("specs", []), "specs", path)]
+    config.allow = tuple(_strings(table.get("allow", []), "allow", path))
+    config.budgets = _budgets(table, path, "[tool.lazyspec]")
+    runs = table.get("run", [])
+    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+        raise _config_error(path, "[[tool.lazyspec.run]] entries must be tables")
+    for i, run in enumerate(runs):
+        where = f"[[tool.lazyspec.run]] #{i + 1}"
+        _check_keys(run, RUN_KEYS, where, path)
+        if "spec" not in run or not isinstance(run["spec"], str):
+            raise _config_error(path, f"{where} needs `spec = \"path/to/spec.yaml\"`")
+        sets = run.get("set", {})
+        if not isinstance(sets, dict):
+            raise _config_error(path, f"{where} `set` must be a table of param values")
+        scale = run.get("scale")
+        if scale is not None and not isinstance(scale, str):
+            raise _config_error(path, f"{where} `scale` must be a string")
+        config.runs.append(RunConfig(
+            spec=(root / run["spec"]).resolve(),
+            inputs=tuple(_strings(run.get("inputs", []), "inputs", path)),
+            scale=scale, sets=tuple(sorted(sets.items())),
+            budgets=_budgets(run, path, where)))
+    return config

@@ -1,0 +1,150 @@
+"""Read, write and compare the lock file: per spec and input set, the output shapes, every
+parameter's shape and the total. Deterministic text (valid YAML), written atomically. Torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lazyspec.errors import Diagnostic, Location, UsageError
+from lazyspec.fileio import atomic_write
+
+LOCK_VERSION = 1
+HEADER = ("# lazyspec.lock: written by `lazyspec lock`. Review changes like code; "
+          "do not edit by hand.\n")
+
+
+@dataclass
+class LockEntry:
+    spec: str  # posix path relative to the lock file's folder
+    key: str  # the run: "input=2,20", "input=idx=2,64:int64 scale=tiny"
+    inputs: list[str]
+    outputs: list[Any]  # shapes as lists
+    total: int
+    params: dict[str, list[int]] = field(default_factory=dict)  # in model order
+    scale: str | None = None
+    sets: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ident(self) -> tuple[str, str]:
+        return (self.spec, self.key)
+
+
+def run_key(inputs: list[str] | tuple[str, ...], scale: str | None,
+            sets: dict[str, Any] | tuple[tuple[str, Any], ...]) -> str:
+    """A stable name for one run of a spec."""
+    parts = ["input=" + " ".join(inputs) if inputs else "input=declared"]
+    if scale:
+        parts.append(f"scale={scale}")
+    for k, v in sorted(dict(sets).items()):
+        parts.append(f"set:{k}={json.dumps(v, sort_keys=True)}")
+    return " ".join(parts)
+
+
+def _lists(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_lists(v) for v in value]
+    return value
+
+
+def _q(text: str) -> str:
+    return json.dumps(text)  # a JSON string is a valid YAML double-quoted scalar
+
+
+def render(entries: list[LockEntry]) -> str:
+    """The lock file's text: entries sorted by spec and key, parameters in model order."""
+    out = [HEADER, f"version: {LOCK_VERSION}\n", "specs:\n" if entries else "specs: {}\n"]
+    by_spec: dict[str, list[LockEntry]] = {}
+    for e in sorted(entries, key=lambda e: e.ident):
+        by_spec.setdefault(e.spec, []).append(e)
+    for spec, group in by_spec.items():
+        out.append(f"  {_q(spec)}:\n")
+        for e in group:
+            out.append(f"    {_q(e.key)}:\n")
+            out.append(f"      inputs: {json.dumps(e.inputs)}\n")
+            if e.scale:
+                out.append(f"      scale: {_q(e.scale)}\n")
+            if e.sets:
+                out.append(f"      set: {json.dumps(e.sets, sort_keys=True)}\n")
+            out.append(f"      outputs: {json.dumps(_lists(e.outputs))}\n")
+            out.append(f"      total: {e.total}\n")
+            if e.params:
+                out.append("      params:\n")
+                for name, shape in e.params.items():
+                    out.append(f"        {_q(name)}: {json.dumps(list(shape))}\n")
+            else:
+                out.append("      params: {}\n")
+    return "".join(out)
+
+
+def _bad(path: Path, message: str) -> UsageError:
+    return UsageError([Diagnostic("LS305", f"lock file {path}: {message}",
+                                  Location(str(path), 1, 1),
+                                  hint="regenerate it with `lazyspec lock`")])
+
+
+def read(path: Path) -> list[LockEntry]:
+    """Entries of a lock file; a missing file has none. Malformed files exit 2."""
+    import yaml
+
+    if not path.exists():
+        return []
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise _bad(path, f"cannot read it: {e}") from None
+    except yaml.YAMLError as e:
+        raise _bad(path, f"not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict) or data.get("version") != LOCK_VERSION:
+        raise _bad(path, f"expected `version: {LOCK_VERSION}` at the top")
+    specs = data.get("specs") or {}
+    if not isinstance(specs, dict):
+        raise _bad(path, "`specs` must be a mapping")
+    entries = []
+    try:
+        for spec, runs in specs.items():
+            for key, item in runs.items():
+                entries.append(LockEntry(
+                    spec=str(spec), key=str(key),
+                    inputs=[str(i) for i in item.get("inputs", [])],
+                    outputs=item["outputs"], total=int(item["total"]),
+                    params={str(k): [int(d) for d in v]
+                            for k, v in (item.get("params") or {}).items()},
+                    scale=item.get("scale"), sets=dict(item.get("set") or {})))
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise _bad(path, f"malformed entry ({type(e).__name__}: {e})") from None
+    return entries
+
+
+def write(path: Path, entries: list[LockEntry]) -> None:
+    """Write atomically: an interrupted write leaves the old lock file intact."""
+    atomic_write(path, render(entries), "lock file")
+
+
+def _shape(shape: Any) -> str:
+    return json.dumps(_lists(shape)).replace(",", ", ").replace(",  ", ", ")
+
+
+def diff(old: LockEntry, new: LockEntry) -> list[str]:
+    """Readable differences: which parameter, old shape -> new shape."""
+    lines = []
+    if _lists(old.outputs) != _lists(new.outputs):
+        lines.append(f"output {_fmt_outputs(old.outputs)} -> {_fmt_outputs(new.outputs)}")
+    for name, shape in new.params.items():
+        if name not in old.params:
+            lines.append(f"+ {name} {_shape(shape)}")
+        elif list(old.params[name]) != list(shape):
+            lines.append(f"{name} {_shape(old.params[name])} -> {_shape(shape)}")
+    for name, shape in old.params.items():
+        if name not in new.params:
+            lines.append(f"- {name} {_shape(shape)}")
+    if old.total != new.total:
+        lines.append(f"total {old.total:,} -> {new.total:,} parameters")
+    return lines
+
+
+def _fmt_outputs(outputs: list[Any]) -> str:
+    return ", ".join(_shape(o) for o in outputs)

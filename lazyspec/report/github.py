@@ -1,0 +1,85 @@
+"""GitHub Actions output: `::error` workflow commands, and the Markdown report appended to
+$GITHUB_STEP_SUMMARY when it is set (done by the CLI)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lazyspec.errors import Diagnostic, Location
+
+if TYPE_CHECKING:
+    from lazyspec.gate import GateReport
+    from lazyspec.result import InferOutcome
+
+MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error annotations per step
+
+
+def escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def annotation(message: str, loc: Location | None, title: str, level: str = "error") -> str:
+    props = []
+    if loc is not None:
+        props += [f"file={escape_property(loc.path)}", f"line={loc.line}", f"col={loc.col}"]
+    props.append(f"title={escape_property(title)}")
+    return f"::{level} {','.join(props)}::{escape_data(message)}"
+
+
+def diagnostic_annotation(d: Diagnostic) -> str:
+    body = "\n".join([d.message, *d.notes, *([f"hint: {d.hint}"] if d.hint else [])])
+    return annotation(body, d.location, f"lazyspec {d.code}")
+
+
+def capped(lines: list[str]) -> list[str]:
+    if len(lines) <= MAX_ANNOTATIONS:
+        return lines
+    left = len(lines) - MAX_ANNOTATIONS
+    return [*lines[:MAX_ANNOTATIONS],
+            f"::notice title=lazyspec::{left} more error(s) not shown as annotations; "
+            "see the job log"]
+
+
+class GithubReporter:
+    machine = True
+
+    def infer(self, outcome: InferOutcome) -> str:
+        lines = capped([diagnostic_annotation(d) for d in outcome.diagnostics])
+        if outcome.result is not None and not outcome.diagnostics:
+            t = outcome.result.totals
+            lines.append(f"lazyspec: {outcome.spec}: {t.params:,} parameters, ok")
+        return "".join(line + "\n" for line in lines)
+
+    def gate(self, report: GateReport) -> str:
+        lines: list[str] = []
+        for o in report.outcomes:
+            lines += [diagnostic_annotation(d) for d in o.diagnostics]
+            if o.drift:
+                where = _drift_location(o)
+                message = f"lock drift for {o.spec_key} [{o.key}]:\n" + "\n".join(o.drift)
+                lines.append(annotation(message, where, "lazyspec lock drift"))
+        for e in report.unused:
+            lines.append(annotation(f"unused lock entry {e.spec} [{e.key}]",
+                                    Location(str(report.lock_path), 1, 1),
+                                    "lazyspec unused lock entry"))
+        out = capped(lines)
+        out.append(f"lazyspec {report.command}: {len(report.outcomes)} run(s), "
+                   f"{sum(o.exit_code == 0 for o in report.outcomes)} ok")
+        return "".join(line + "\n" for line in out)
+
+
+def _drift_location(o: object) -> Location | None:
+    """The spec line of the first changed parameter, else the spec file itself."""
+    from lazyspec.gate import Outcome
+
+    assert isinstance(o, Outcome)
+    if o.result is not None:
+        changed = {line.split()[0] for line in o.drift if " -> " in line}
+        for p in o.result.params:
+            if p.path in changed and p.location is not None:
+                return p.location
+    return Location(str(o.spec), 1, 1)

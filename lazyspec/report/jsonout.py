@@ -1,0 +1,80 @@
+"""JSON output: a documented, versioned document (schema: lazyspec/report/schema.json)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from lazyspec.errors import Diagnostic, Location
+
+if TYPE_CHECKING:
+    from lazyspec.gate import GateReport, Outcome
+    from lazyspec.result import InferOutcome, InferResult
+
+JSON_VERSION = 1
+
+
+def location(loc: Location | None) -> dict[str, Any] | None:
+    return None if loc is None else {"path": loc.path, "line": loc.line, "col": loc.col}
+
+
+def diagnostic(d: Diagnostic) -> dict[str, Any]:
+    return {"code": d.code, "severity": d.severity, "message": d.message,
+            "location": location(d.location), "trail": list(d.trail), "notes": list(d.notes),
+            "hint": d.hint}
+
+
+def _shape(value: Any) -> Any:
+    return [_shape(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def result_fields(r: InferResult | None) -> dict[str, Any]:
+    if r is None:
+        return {"name": None, "device": None, "dtype": None, "inputs": [], "outputs": [],
+                "params": [], "nodes": [], "totals": None}
+    return {
+        "name": r.name, "device": r.device, "dtype": r.dtype,
+        "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in r.inputs],
+        "outputs": [_shape(o) for o in r.outputs],
+        "params": [{"path": p.path, "op": p.op, "module_type": p.module_type,
+                    "shape": list(p.shape), "count": p.count, "dtype": p.dtype,
+                    "bytes": p.bytes, "trainable": p.trainable, "shared": p.shared,
+                    "location": location(p.location)} for p in r.params],
+        "nodes": [{"path": n.path, "op": n.op, "depth": n.depth, "output": _shape(n.output),
+                   "skipped": n.skipped, "shared_from": n.shared_from, "params": n.params,
+                   "location": location(n.location)} for n in r.nodes],
+        "totals": asdict(r.totals),
+    }
+
+
+def infer_document(o: InferOutcome) -> dict[str, Any]:
+    return {"version": JSON_VERSION, "command": "infer", "ok": o.exit_code == 0,
+            "exit_code": o.exit_code, "spec": o.spec, **result_fields(o.result),
+            "ran": o.ran, "diagnostics": [diagnostic(d) for d in o.diagnostics]}
+
+
+def _run(o: Outcome) -> dict[str, Any]:
+    r = o.result
+    return {"spec": o.spec_key, "key": o.key, "inputs": list(o.run.inputs), "scale": o.run.scale,
+            "status": o.status, "lock_status": o.lock_status, "drift": o.drift,
+            "outputs": [_shape(x) for x in r.outputs] if r else [],
+            "totals": asdict(r.totals) if r else None,
+            "diagnostics": [diagnostic(d) for d in o.diagnostics]}
+
+
+def gate_document(report: GateReport) -> dict[str, Any]:
+    return {"version": JSON_VERSION, "command": report.command, "ok": report.exit_code == 0,
+            "exit_code": report.exit_code, "lock": str(report.lock_path),
+            "wrote_lock": report.wrote_lock, "runs": [_run(o) for o in report.outcomes],
+            "unused": [{"spec": e.spec, "key": e.key} for e in report.unused]}
+
+
+class JsonReporter:
+    machine = True
+
+    def infer(self, outcome: InferOutcome) -> str:
+        return json.dumps(infer_document(outcome), indent=2) + "\n"
+
+    def gate(self, report: GateReport) -> str:
+        return json.dumps(gate_document(report), indent=2) + "\n"

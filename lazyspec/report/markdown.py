@@ -1,0 +1,74 @@
+"""Markdown output: for pull-request comments and GitHub's job summary."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lazyspec.errors import Diagnostic
+from lazyspec.report.table import fmt_bytes, fmt_shape
+
+if TYPE_CHECKING:
+    from lazyspec.gate import GateReport
+    from lazyspec.result import InferOutcome
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def diagnostics_md(diagnostics: list[Diagnostic]) -> list[str]:
+    out = []
+    for d in diagnostics:
+        where = f"`{d.location}` " if d.location else ""
+        out.append(f"- {where}**{d.severity}[{d.code}]** {_cell(d.message)}")
+        out += [f"  - {_cell(n)}" for n in d.notes]
+        if d.hint:
+            out.append(f"  - hint: {_cell(d.hint)}")
+    return out
+
+
+class MarkdownReporter:
+    machine = True
+
+    def infer(self, outcome: InferOutcome) -> str:
+        r = outcome.result
+        lines = [f"### lazyspec: `{outcome.spec}`", ""]
+        if r is not None:
+            inputs = ", ".join(f"`{i.name}` {fmt_shape(i.shape)} {i.dtype}" for i in r.inputs)
+            lines += [f"Input: {inputs} on `{r.device}`", "",
+                      "| Parameter | Op | Shape | Count | Line |",
+                      "| --- | --- | --- | ---: | ---: |"]
+            for p in r.params:
+                mark = f" ({_cell(p.shared)})" if p.shared else ""
+                line = p.location.line if p.location else ""
+                lines.append(f"| `{p.path}`{mark} | {p.op} | {fmt_shape(p.shape)} | "
+                             f"{p.count:,} | {line} |")
+            t = r.totals
+            lines += ["", f"**Output:** {', '.join(fmt_shape(o) for o in r.outputs)}  ",
+                      f"**Parameters:** {t.params:,} (trainable {t.trainable:,}), "
+                      f"{fmt_bytes(t.bytes)} at {r.dtype}"]
+        if outcome.diagnostics:
+            lines += ["", *diagnostics_md(outcome.diagnostics)]
+        return "\n".join(lines) + "\n"
+
+    def gate(self, report: GateReport) -> str:
+        lines = [f"### lazyspec {report.command}: "
+                 f"{'passed' if report.exit_code == 0 else 'failed'}", "",
+                 "| Spec | Run | Status | Parameters | Output |",
+                 "| --- | --- | --- | ---: | --- |"]
+        for o in report.outcomes:
+            r = o.result
+            params = f"{r.totals.params:,}" if r else ""
+            output = ", ".join(fmt_shape(x) for x in r.outputs) if r else ""
+            status = o.status if o.lock_status in ("ok", "not-checked") else \
+                f"{o.status} ({o.lock_status})"
+            lines.append(f"| `{o.spec_key}` | `{_cell(o.key)}` | {status} | {params} | {output} |")
+        for o in report.outcomes:
+            if o.drift or o.diagnostics:
+                lines += ["", f"#### `{o.spec_key}` `{_cell(o.key)}`", ""]
+                lines += [f"- `{_cell(d)}`" for d in o.drift]
+                lines += diagnostics_md(o.diagnostics)
+        if report.unused:
+            lines += ["", "Unused lock entries (remove them with `lazyspec lock`):", ""]
+            lines += [f"- `{e.spec}` `{_cell(e.key)}`" for e in report.unused]
+        return "\n".join(lines) + "\n"
