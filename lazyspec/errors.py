@@ -69,18 +69,22 @@ CODES: dict[str, Code] = {
         Code("LS141", "include cycle", 1),
         Code("LS142", "include escapes the spec's folder", 1),
         Code("LS143", "block recursion", 1),
-        Code("LS144", "unknown scale", 1),
         Code("LS145", "param cycle", 1),
         Code("LS146", "bad input declaration", 1),
         # LS2xx: the dry run
         Code("LS201", "shape mismatch", 1),
         Code("LS202", "input does not match the spec", 1),
         Code("LS203", "tie failed", 1),
-        Code("LS204", "output is not a tensor", 1),
+        # LS21x: assertions and budgets (--expect-output, --max-params, --max-bytes)
+        Code("LS210", "output shape differs from the expected one", 1),
+        Code("LS211", "parameter budget exceeded", 1),
+        Code("LS212", "parameter-bytes budget exceeded", 1),
         # LS3xx: usage and environment (exit 2)
         Code("LS301", "bad command-line value", 2),
         Code("LS302", "device unavailable", 2),
         Code("LS303", "internal error", 2),
+        Code("LS304", "bad [tool.lazyspec] configuration", 2),
+        Code("LS305", "lock file cannot be read", 2),
     ]
 }
 

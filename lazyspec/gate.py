@@ -113,8 +113,8 @@ def discover(paths: Sequence[Path]) -> list[Path]:
         else:
             found.append(p)  # named explicitly: always checked, even if unreadable
     unique: dict[Path, Path] = {}
-    for f in found:
-        unique.setdefault(f.resolve(), f)
+    for f in found:  # reports and GitHub annotations want paths relative to the working folder
+        unique.setdefault(f.resolve(), _shown(f))
     return list(unique.values())
 
 
