@@ -9,19 +9,28 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
 
 from lazyspec import ops
-from lazyspec.errors import Diagnostic, Location, SpecError, UsageError, did_you_mean, usage_error
+from lazyspec.errors import (
+    Diagnostic,
+    Location,
+    SpecError,
+    UsageError,
+    did_you_mean,
+    shown,
+    usage_error,
+)
 from lazyspec.spec.expr import OpCall, resolve
 from lazyspec.spec.model import Block, Graph, Node, Param, Ref, Spec, Tie
 
 MAX_NODES = 100_000  # after repeats, across all blocks
 MAX_BLOCK_DEPTH = 32
+FAILED = object()  # an expression that could not be evaluated (already reported)
 
 
 @dataclass(frozen=True)
@@ -52,11 +61,39 @@ class NodeInfo:
         return self.path.count(".")
 
 
+# Where a step's input comes from: (slot, output index for `name.K`, the reference as written).
+Pick = tuple[int, int | None, Ref | None]
+
+
+class OutputIndexError(Exception):
+    """`name.K` where the node does not return a K-th output."""
+
+    def __init__(self, message: str, where: Location | None):
+        super().__init__(message)
+        self.where = where
+
+
+def pick(values: list[Any], p: Pick) -> Any:
+    slot, index, ref = p
+    value = values[slot]
+    if index is None:
+        return value
+    text, where = (ref.text, ref.loc) if ref else (f".{index}", None)
+    if not isinstance(value, (tuple, list)):
+        shape = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise OutputIndexError(f"'{text}': the node returns one tensor {shape}, not several "
+                               "outputs", where)
+    if not -len(value) <= index < len(value):
+        raise OutputIndexError(f"'{text}': the node returns {len(value)} outputs "
+                               f"(0..{len(value) - 1})", where)
+    return value[index]
+
+
 @dataclass
 class Step:
     info: NodeInfo
     module: nn.Module | None  # None: pass the first input through
-    inputs: tuple[tuple[int, int | None], ...]  # (slot, output index)
+    inputs: tuple[Pick, ...]
 
 
 class SpecModule(nn.Module):
@@ -69,11 +106,11 @@ class SpecModule(nn.Module):
         super().__init__()
         self.input_names = list(input_names)
         self.steps: list[Step] = []
-        self.outputs: list[tuple[int, int | None]] = []
+        self.outputs: list[Pick] = []
         self.tracer: Any = None  # set by the dry run only, and removed in its `finally`
 
     def gather(self, values: list[Any], step: Step) -> list[Any]:
-        return [values[s] if k is None else values[s][k] for s, k in step.inputs]
+        return [pick(values, p) for p in step.inputs]
 
     def forward(self, *args: Any) -> Any:
         if len(args) != len(self.input_names):
@@ -86,8 +123,12 @@ class SpecModule(nn.Module):
                 continue
             xs = self.gather(values, step)
             values.append(xs[0] if step.module is None else step.module(*xs))
-        outs = [values[s] if k is None else values[s][k] for s, k in self.outputs]
+        outs = [pick(values, p) for p in self.outputs]
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+# Names a node cannot take: they are attributes of the module that holds it.
+RESERVED_NAMES = frozenset(n for n in dir(SpecModule([])) if not n.startswith("_"))
 
 
 @dataclass
@@ -97,7 +138,7 @@ class Built:
     spec: Spec
     module: SpecModule
     nodes: list[NodeInfo]
-    params: dict[str, Any]
+    params: Mapping[str, Any]
     options: BuildOptions
     ties: list[Tie]
 
@@ -117,10 +158,13 @@ class _LazyEnv(Mapping[str, Any]):
         self.raw, self.parent, self.problems = raw, parent or {}, problems
         self.done: dict[str, Any] = {}
         self.active: list[str] = []
+        self.failed: set[str] = set()  # reported once, even when several params reach it
 
     def __getitem__(self, key: str) -> Any:
         if key in self.done:
             return self.done[key]
+        if key in self.failed:
+            raise SpecError([])  # reported where it failed; readers of it stay quiet
         if key not in self.raw:
             return self.parent[key]
         if key in self.active:
@@ -130,6 +174,9 @@ class _LazyEnv(Mapping[str, Any]):
         self.active.append(key)
         try:
             self.done[key] = resolve(self.raw[key].value, self)
+        except SpecError:
+            self.failed.add(key)
+            raise
         finally:
             self.active.pop()
         return self.done[key]
@@ -145,6 +192,8 @@ class _LazyEnv(Mapping[str, Any]):
 
     def evaluate_all(self) -> dict[str, Any]:
         for key in self.raw:
+            if key in self.failed:
+                continue
             try:
                 self[key]
             except SpecError as e:
@@ -152,9 +201,16 @@ class _LazyEnv(Mapping[str, Any]):
         return dict(self.done)
 
 
-def resolve_params(spec: Spec, options: BuildOptions, problems: list[Diagnostic]) -> dict[str, Any]:
+def resolve_params(spec: Spec, options: BuildOptions,
+                   problems: list[Diagnostic]) -> Mapping[str, Any]:
     """Top-level params with the scale and `--set` applied, all evaluated."""
     raw = dict(spec.params)
+    for scale_name, entries in spec.scales.items():  # every scale, chosen or not
+        for name, p in entries.items():
+            if name not in raw:
+                problems.append(Diagnostic("LS124", f"scale '{scale_name}' sets '{name}', "
+                                           "which is not a param", p.loc,
+                                           hint=did_you_mean(name, raw)))
     if options.scale is not None:
         if options.scale not in spec.scales:
             raise usage_error(f"unknown scale '{options.scale}'",
@@ -162,18 +218,16 @@ def resolve_params(spec: Spec, options: BuildOptions, problems: list[Diagnostic]
                               or ("the spec defines: " + ", ".join(spec.scales) if spec.scales
                                   else "the spec defines no `scales:`"))
         for name, p in spec.scales[options.scale].items():
-            if name not in raw:
-                problems.append(Diagnostic("LS124", f"scale '{options.scale}' sets '{name}', "
-                                           "which is not a param", p.loc,
-                                           hint=did_you_mean(name, raw)))
-                continue
-            raw[name] = p
+            if name in raw:
+                raw[name] = p
     for name, value in options.overrides.items():
         if name not in raw:
             raise usage_error(f"--set {name}: the spec has no param '{name}'",
                               did_you_mean(name, raw) or "params: " + ", ".join(raw))
         raw[name] = Param(name, value, raw[name].loc)
-    return _LazyEnv(raw, None, problems).evaluate_all()
+    env = _LazyEnv(raw, None, problems)
+    env.evaluate_all()
+    return env
 
 
 # --- the builder --------------------------------------------------------------------------------
@@ -205,6 +259,10 @@ class _Builder:
             if node.name is not None and (node.name in slot_of):
                 self.fail("LS115", f"name '{node.name}' is used twice in this list", node.loc,
                           trail, "each node and input in a list needs its own name")
+            if node.name is not None and node.name in RESERVED_NAMES:
+                self.fail("LS115", f"name '{node.name}' clashes with an nn.Module attribute",
+                          node.loc, trail, f"rename the node, for example '{node.name}_'")
+                node = replace(node, broken=True)
             inputs = self.refs(node, graph, slot_of, slot_by_position, later, trail)
             local = node.name if node.name is not None else str(index)
             # An unnamed node with `repeat: n` takes n indices, as in a hand-written Sequential.
@@ -220,36 +278,36 @@ class _Builder:
                           if x is not None]
         if not graph.outputs:
             last = slot_by_position[-1] if slot_by_position else 0
-            module.outputs = [(last, None)]
+            module.outputs = [(last, None, None)]
         return module
 
     # references
 
     def refs(self, node: Node, graph: Graph, slot_of: dict[str, int], by_pos: list[int],
-             later: dict[str, Node], trail: tuple[str, ...]) -> tuple[tuple[int, int | None], ...]:
+             later: dict[str, Node], trail: tuple[str, ...]) -> tuple[Pick, ...]:
         if node.inputs is None:
-            return ((by_pos[-1] if by_pos else 0, None),)
+            return ((by_pos[-1] if by_pos else 0, None, None),)
         out = []
         for r in node.inputs:
             resolved = self.ref(r, graph, slot_of, by_pos, later, trail, node.position)
             if resolved is not None:
                 out.append(resolved)
-        return tuple(out) or ((by_pos[-1] if by_pos else 0, None),)
+        return tuple(out) or ((by_pos[-1] if by_pos else 0, None, None),)
 
     def ref(self, r: Ref, graph: Graph, slot_of: dict[str, int], by_pos: list[int],
             later: dict[str, Node], trail: tuple[str, ...],
-            position: int) -> tuple[int, int | None] | None:
+            position: int) -> Pick | None:
         if isinstance(r.target, int):
             p = position + r.target
             if p >= 0:
-                return (by_pos[p], r.index)
+                return (by_pos[p], r.index, r)
             if p == -1 and len(graph.input_names) == 1:
-                return (0, r.index)
+                return (0, r.index, r)
             self.fail("LS130", f"'{r.text}' reaches before the first node", r.loc, trail,
                       "use -1 for the previous node, or name the input")
             return None
         if r.target in slot_of:
-            return (slot_of[r.target], r.index)
+            return (slot_of[r.target], r.index, r)
         if r.target in later:
             self.fail("LS131", f"'{r.target}' is defined later (line {later[r.target].loc.line}); "
                       "a node can only read earlier nodes", r.loc, trail,
@@ -266,10 +324,10 @@ class _Builder:
         if node.repeat is None:
             return 1
         value = self.evaluate(node.repeat, env, trail)
-        if value is None:
+        if value is FAILED:
             return 1
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            self.fail("LS111", f"`repeat` must be a whole number >= 0, got {value!r}",
+            self.fail("LS111", f"`repeat` must be a whole number >= 0, got {shown(value)}",
                       node.repeat_loc, trail)
             return 1
         if self.count + value > self.options.max_nodes:
@@ -280,17 +338,18 @@ class _Builder:
         return value
 
     def evaluate(self, value: Any, env: Mapping[str, Any], trail: tuple[str, ...]) -> Any:
+        """The value, or FAILED (reported) when it cannot be evaluated."""
         try:
             return resolve(value, env)
         except SpecError as e:
             for d in e.diagnostics:
                 d.trail = d.trail or trail
             self.problems.extend(e.diagnostics)
-            return None
+            return FAILED
 
     def node(self, parent: SpecModule, node: Node, env: Mapping[str, Any], prefix: str,
              local: str, trail: tuple[str, ...], stack: tuple[str, ...],
-             inputs: tuple[tuple[int, int | None], ...], repeat: int,
+             inputs: tuple[Pick, ...], repeat: int,
              modules_by_name: dict[str, nn.Module | None]) -> int:
         path = f"{prefix}{local}"
         node_trail = (*trail, node.label if node.name else local)
@@ -300,7 +359,8 @@ class _Builder:
         self.count += 1
         when = True
         if node.when is not None:
-            when = bool(self.evaluate(node.when, env, node_trail))
+            value = self.evaluate(node.when, env, node_trail)
+            when = value is FAILED or bool(value)
         slot = len(parent.input_names) + len(parent.steps)
         if node.broken or (node.call is None and node.share is None):
             parent.steps.append(Step(info, None, inputs[:1]))
@@ -329,20 +389,21 @@ class _Builder:
                 if module is not None:
                     parent.add_module(copy_info.path.rsplit(".", 1)[-1], module)
                 parent.steps.append(Step(copy_info, module, prev))
-                prev = ((len(parent.input_names) + len(parent.steps) - 1, None),)
+                prev = ((len(parent.input_names) + len(parent.steps) - 1, None, None),)
             return prev[0][0]
         if repeat != 1:
             # Named + repeat: a container `name` holding copies name.0 ... name.{n-1}.
             container = SpecModule([f"in{i}" for i in range(max(len(inputs), 1))])
-            first = tuple((j, None) for j in range(len(inputs)))
+            first: tuple[Pick, ...] = tuple((j, None, None) for j in range(len(inputs)))
             for i, (copy_info, module) in enumerate(self.copies(
                     node.call, env, repeat, lambda i: f"{path}.{i}",
                     lambda i: (*node_trail, str(i)), stack)):
                 if module is not None:
                     container.add_module(str(i), module)
-                chain = first if i == 0 else ((len(inputs) + i - 1, None),)
+                chain = first if i == 0 else ((len(inputs) + i - 1, None, None),)
                 container.steps.append(Step(copy_info, module, chain))
-            container.outputs = [(len(container.input_names) + len(container.steps) - 1, None)]
+            container.outputs = [(len(container.input_names) + len(container.steps) - 1, None,
+                                  None)]
             module = container
             info.op = f"{node.call.name} x{repeat}"
         else:
@@ -418,11 +479,10 @@ class _Builder:
         except ops.OpLookupError as e:
             self.fail(e.code, e.message, call.loc, trail, e.hint)
             return None
-        before = len(self.problems)
         args = [self.evaluate(a.value, env, trail) for a in call.args]
         kwargs = {k: self.evaluate(a.value, env, trail) for k, a in call.kwargs}
-        if len(self.problems) > before:
-            return None  # an argument failed to evaluate; building would only add noise
+        if any(v is FAILED for v in [*args, *kwargs.values()]):
+            return None  # already reported; building would only add noise
         signature = opdef.signature
         try:
             signature.bind(*args, **kwargs)
@@ -454,10 +514,9 @@ class _Builder:
             self.fail("LS126", f"blocks nested deeper than {MAX_BLOCK_DEPTH} levels (limit)",
                       call.loc, trail)
             return None
-        before = len(self.problems)
         args = [self.evaluate(a.value, env, trail) for a in call.args]
         kwargs = {k: self.evaluate(a.value, env, trail) for k, a in call.kwargs}
-        if len(self.problems) > before:
+        if any(v is FAILED for v in [*args, *kwargs.values()]):
             return None
         signature = inspect.Signature([inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD)
                                        for p in block.params])
@@ -480,8 +539,8 @@ def _public_signature(sig: inspect.Signature) -> str:
 
 
 def _call_text(args: list[Any], kwargs: dict[str, Any]) -> str:
-    parts = [repr(a) for a in args]
-    parts += [f"{k}={v!r}" for k, v in kwargs.items() if k not in ("device", "dtype")]
+    parts = [shown(a) for a in args]
+    parts += [f"{k}={shown(v)}" for k, v in kwargs.items() if k not in ("device", "dtype")]
     return f"({', '.join(parts)})"
 
 
@@ -539,7 +598,7 @@ def build(spec: Spec, options: BuildOptions) -> Built:
         raise
     builder = _Builder(spec, options)
     builder.problems = problems
-    root = builder.graph(spec.graph, _LazyEnv({}, params, problems), "", (), ())
+    root = builder.graph(spec.graph, params, "", (), ())
     problems.extend(check_ties(root, spec.ties))
     if problems:
         raise SpecError(problems)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from lazyspec import explain
-from lazyspec.compile import Built, NodeInfo, SpecModule, Step, apply_ties
+from lazyspec.compile import Built, NodeInfo, OutputIndexError, SpecModule, Step, apply_ties
 from lazyspec.errors import Diagnostic, DryRunError, SpecError, did_you_mean, usage_error
 from lazyspec.inputs import DTYPES, InputShape
 from lazyspec.result import (
@@ -119,7 +119,7 @@ def bind_inputs(built: Built, given: Sequence[InputShape]) -> list[BoundInput]:
     return bound
 
 
-def _declared_shape(decl: InputDecl, params: dict[str, Any]) -> list[Any] | None:
+def _declared_shape(decl: InputDecl, params: Mapping[str, Any]) -> list[Any] | None:
     if decl.shape is None:
         return None
     out: list[Any] = []
@@ -197,6 +197,9 @@ def _forward(built: Built, given: Sequence[InputShape],
             out = model(*tensors)
     except NodeFailure as failure:
         raise DryRunError(_failure_diagnostic(failure, built), tracer.ran) from None
+    except OutputIndexError as e:  # the model's own `outputs:` picked a missing output
+        raise DryRunError(Diagnostic("LS132", f"`outputs:` reads an output that does not exist: "
+                                     f"{e}", e.where), tracer.ran) from None
     finally:
         for m in spec_modules:
             m.tracer = None
@@ -210,6 +213,11 @@ def _forward(built: Built, given: Sequence[InputShape],
 
 def _failure_diagnostic(f: NodeFailure, built: Built) -> Diagnostic:
     info: NodeInfo = f.step.info
+    if isinstance(f.cause, OutputIndexError):
+        return Diagnostic("LS132", f"node '{info.path}' ({info.op}) reads an output that does not "
+                          f"exist: {f.cause}", f.cause.where or info.loc, trail=info.trail,
+                          hint="`name.K` picks output K of a node that returns several tensors "
+                          "(Chunk, Split, a block with several outputs)")
     module = f.step.module
     notes: list[str] = []
     if f.inputs is not None:

@@ -162,3 +162,14 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
         if word.lower() in lowered:
             close = [lowered[word.lower()]]
     return f"did you mean '{close[0]}'?" if close else None
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A value as a message shows it: Python's repr, cut short (values can be huge lists)."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlist = short.maxtuple = 8
+    short.maxstring = short.maxother = limit
+    text = short.repr(value)
+    return text if len(text) <= limit * 2 else text[: limit * 2] + "..."

@@ -21,6 +21,12 @@ EXCLUDED = frozenset({"Module", "Sequential", "ModuleList", "ModuleDict", "Param
                       "ParameterDict", "Container"})
 
 
+# Packages whose names in a spec mean an attack or a mistake, never a layer: no --allow hint.
+NEVER_LAYER_PACKAGES = frozenset({
+    "os", "sys", "subprocess", "builtins", "importlib", "shutil", "socket", "pickle", "io",
+    "pathlib", "ctypes", "posix", "runpy", "code", "pty", "yaml"})
+
+
 @dataclass(frozen=True)
 class OpDef:
     name: str
@@ -99,9 +105,13 @@ def _resolve_dotted(name: str, allow: tuple[str, ...]) -> OpDef:
                             "dotted ops name public classes only")
     pkg = _allowed_prefix(name, allow)
     if pkg is None:
-        raise OpLookupError("LS121", f"op '{name}' is not allowed",
-                            f"if you trust its package, run with --allow {parts[0]} (or add it to "
-                            "`allow` under [tool.lazyspec]); a spec cannot allow it itself")
+        if parts[0] in NEVER_LAYER_PACKAGES or not parts[-1][:1].isupper():
+            hint = (f"'{name}' is not a layer class: ops are nn.Module classes (torch.nn, the "
+                    "built-in ops, the spec's blocks); a spec cannot allow it itself")
+        else:
+            hint = (f"if you trust its package, run with --allow {parts[0]} (or add it to "
+                    "`allow` under [tool.lazyspec]); a spec cannot allow it itself")
+        raise OpLookupError("LS121", f"op '{name}' is not allowed", hint)
     # Import the longest real module inside the allowed package, then walk public attributes.
     module = None
     depth = len(parts) - 1

@@ -38,7 +38,7 @@ def test_values_keep_yaml_types():
     ("a: 1\n---\nb: 2\n", [("LS105", 2, 1)]),
     ("a: 1\nb: 2\na: 3\n", [("LS103", 3, 1)]),
     ("x:\n  a: 1\n  a: 2\ny:\n  b: 1\n  b: 1\n", [("LS103", 3, 3), ("LS103", 6, 3)]),
-    ("a: [1, 2\n", [("LS101", 2, 1)]),
+    ("a: [1, 2\n", [("LS101", 1, 9)]),
     ("a:\n\t- 1\n", [("LS101", 2, 1)]),
 ])
 def test_refused_yaml(text, want):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lazyspec.errors import Diagnostic, Location, SpecError
+from lazyspec.errors import Diagnostic, Location, SpecError, shown
 
 MAX_EXPR_CHARS = 2_000
 MAX_EXPR_NODES = 500
@@ -161,15 +161,15 @@ def _check_forms(expr: Expr) -> None:
         if isinstance(n, ast.Call):
             fname = n.func.id if isinstance(n.func, ast.Name) else None
             if fname not in FUNCTIONS:
-                shown = fname or ast.get_source_segment(expr.span.text, n.func) or "?"
-                raise _error("LS123", f"call of '{shown}' is not allowed in expressions",
+                called = fname or ast.get_source_segment(expr.span.text, n.func) or "?"
+                raise _error("LS123", f"call of '{called}' is not allowed in expressions",
                              expr.span.at(n), hint="allowed functions: " + " ".join(FUNCTIONS))
             if n.keywords or any(isinstance(a, ast.Starred) for a in n.args):
                 raise _error("LS123", f"'{fname}' takes positional arguments only",
                              expr.span.at(n))
         if isinstance(n, ast.Constant) and not isinstance(n.value, (int, float, str, bool))\
                 and n.value is not None:
-            raise _error("LS123", f"literal {n.value!r} is not allowed", expr.span.at(n))
+            raise _error("LS123", f"literal {shown(n.value)} is not allowed", expr.span.at(n))
         if not isinstance(n, _ALLOWED):
             raise _error("LS123", f"{type(n).__name__} is not allowed in expressions",
                          expr.span.at(n), hint="expressions use numbers, strings, lists, params, "
@@ -297,9 +297,12 @@ class _Evaluator:
 
     def check_size(self, n: ast.AST, op: ast.operator, a: Any, b: Any) -> None:
         """Refuse before computing anything that would be huge."""
+        if isinstance(op, ast.Mod) and isinstance(a, str):
+            raise self.fail(n, "LS123", "string formatting with % is not allowed in expressions",
+                            hint="% is the remainder of two numbers here")
         if (isinstance(op, ast.Pow) and _is_num(a) and _is_num(b) and abs(a) > 1 and b > 0
                 and b * math.log2(abs(a)) > MAX_INT_BITS):
-            raise self.fail(n, "LS126", f"result of {a!r} ** {b!r} is too large "
+            raise self.fail(n, "LS126", f"result of {shown(a)} ** {shown(b)} is too large "
                             f"(limit: {MAX_INT_BITS}-bit numbers)")
         if isinstance(op, ast.Mult):
             if isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool) and \
@@ -308,11 +311,11 @@ class _Evaluator:
                                 f"product too large (limit: {MAX_INT_BITS}-bit numbers)")
             seq, count = (a, b) if isinstance(a, (str, list, tuple)) else (b, a)
             if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and \
-                    len(seq) * max(count, 0) > MAX_SEQ_LEN:
+                    _size(seq) * max(count, 0) > MAX_SEQ_LEN:
                 raise self.fail(n, "LS126", f"repeated sequence longer than {MAX_SEQ_LEN:,} "
                                 "items (limit)")
         if isinstance(op, ast.Add) and isinstance(a, (str, list, tuple)) and \
-                isinstance(b, (str, list, tuple)) and len(a) + len(b) > MAX_SEQ_LEN:
+                isinstance(b, (str, list, tuple)) and _size(a) + _size(b) > MAX_SEQ_LEN:
             raise self.fail(n, "LS126", f"sequence longer than {MAX_SEQ_LEN:,} items (limit)")
 
     def apply(self, n: ast.AST, fn: Callable[..., Any], *args: Any) -> Any:
@@ -325,6 +328,20 @@ class _Evaluator:
         if isinstance(out, int) and not isinstance(out, bool) and out.bit_length() > MAX_INT_BITS:
             raise self.fail(n, "LS126", f"number too large (limit: {MAX_INT_BITS}-bit numbers)")
         return out
+
+
+def _size(value: Any) -> int:
+    """Items in a value, nested lists counted in full (stops counting past the limit)."""
+    if isinstance(value, str):
+        return len(value)
+    if not isinstance(value, (list, tuple)):
+        return 1
+    total = 0
+    for item in value:
+        total += _size(item)
+        if total > MAX_SEQ_LEN:
+            break
+    return max(total, len(value))
 
 
 def _is_num(v: Any) -> bool:

@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lazyspec.errors import Diagnostic, Location, SpecError, did_you_mean
+from lazyspec.errors import Diagnostic, Location, SpecError, did_you_mean, shown
 from lazyspec.spec.expr import Expr, Span, parse_call, parse_expr
 from lazyspec.spec.model import Block, Graph, InputDecl, Node, Param, Ref, Spec, Tie
-from lazyspec.spec.yamlload import YMap, YNode, YScalar, YSeq, load_yaml
+from lazyspec.spec.yamlload import YMap, YNode, YScalar, YSeq, load_yaml, plain
 
 TOP_LEVEL_KEYS = ("lazyspec", "name", "description", "params", "scales", "inputs", "include",
                   "blocks", "layers", "outputs", "tie")
@@ -23,9 +23,10 @@ _EXPR_RE = re.compile(r"^\$\{(.*)\}$", re.DOTALL)
 
 
 class _Parser:
-    def __init__(self, path: str, text: str):
+    def __init__(self, path: str, text: str, included: bool = False):
         self.path = path
         self.text = text
+        self.included = included
         self.problems: list[Diagnostic] = []
 
     def problem(self, code: str, message: str, loc: Location, hint: str | None = None) -> None:
@@ -103,7 +104,7 @@ class _Parser:
 
     def name_ok(self, name: Any, loc: Location, what: str) -> bool:
         if not isinstance(name, str) or not NAME_RE.match(name):
-            self.problem("LS115", f"invalid {what} name {name!r}", loc,
+            self.problem("LS115", f"invalid {what} name {shown(name)}", loc,
                          hint="names start with a letter or '_' and hold letters, digits and '_'")
             return False
         return True
@@ -118,7 +119,8 @@ class _Parser:
         self.check_keys(top, TOP_LEVEL_KEYS, "the spec", "LS110")
         version = 1
         vnode = top.get("lazyspec")
-        if vnode is not None and (not isinstance(vnode, YScalar) or vnode.value != 1):
+        if vnode is not None and (not isinstance(vnode, YScalar) or type(vnode.value) is not int
+                                  or vnode.value != 1):
             self.problem("LS116", f"unsupported language version {_shown(vnode)}", vnode.loc,
                          hint="this lazyspec reads version 1: `lazyspec: 1`")
         name = self.text_field(top, "name")
@@ -137,7 +139,7 @@ class _Parser:
                 if block is not None:
                     blocks[block.name] = block
         layers_node = top.get("layers")
-        if layers_node is None:
+        if layers_node is None and not self.included:  # an include may hold only params/blocks
             self.problem("LS112", "the spec has no `layers:` list", loc,
                          hint="add `layers:` with at least one node, such as `- LazyLinear(10)`")
         graph = self.graph(top, loc, "the model")
@@ -198,7 +200,12 @@ class _Parser:
     def graph(self, owner: YMap, loc: Location, what: str) -> Graph:
         inputs = self.inputs(owner.get("inputs"))
         layers = []
-        for i, item in enumerate(self.sequence(owner.get("layers"), "layers") or []):
+        layers_node = owner.get("layers")
+        items = self.sequence(layers_node, "layers")
+        if items == [] and layers_node is not None:
+            self.problem("LS112", f"`layers:` of {what} is empty", layers_node.loc,
+                         hint="add at least one node, such as `- Identity`")
+        for i, item in enumerate(items or []):
             layers.append(self.node(item, i))
         outputs = None
         onode = owner.get("outputs")
@@ -256,6 +263,15 @@ class _Parser:
         node = Node(item.loc, position, None)
         extra = [(k, v) for k, v in item.items if k.value not in NODE_KEYS]
         op_node: YNode | None = item.get("op")
+        if op_node is not None and extra:
+            # With `op:` the node is named by `name:`, so every other key is a typo.
+            for k, _ in extra:
+                self.problem("LS113", f"unknown node key '{k.value}'", k.loc,
+                             hint=did_you_mean(str(k.value), NODE_KEYS)
+                             or "a node with `op:` takes its name from `name:`; allowed keys: "
+                             + ", ".join(NODE_KEYS))
+            node.broken = True
+            extra = []
         if len(extra) > 1:
             for k, _ in extra[1:]:
                 hint = did_you_mean(str(k.value), NODE_KEYS)
@@ -270,19 +286,14 @@ class _Parser:
             key, val = extra[0]
             if self.name_ok(key.value, key.loc, "node"):
                 node.name = str(key.value)
-            if op_node is not None:
-                self.problem("LS114", f"node '{key.value}' has both a name key and `op:`",
-                             op_node.loc, hint="write `name: op` or `op:` with `name:`, not both")
-                node.broken = True
             if not (isinstance(val, YScalar) and val.value is None):
                 op_node = val
         name_node = item.get("name")
         if name_node is not None:
             if extra:
                 self.problem("LS114", "`name:` given twice", name_node.loc)
-            elif isinstance(name_node, YScalar) and self.name_ok(name_node.value, name_node.loc,
-                                                                  "node"):
-                node.name = str(name_node.value)
+            elif self.name_ok(plain(name_node), name_node.loc, "node"):
+                node.name = str(plain(name_node))
         share = item.get("share")
         if share is not None:
             if isinstance(share, YScalar) and isinstance(share.value, str):
@@ -405,7 +416,7 @@ def _parse_with_includes(path: Path, root: Path, stack: list[Path], depth: int,
     display = str(path)
     text = _read(path, display, at)
     tree = load_yaml(text, display)
-    parser = _Parser(display, text)
+    parser = _Parser(display, text, included=at is not None)
     spec = parser.spec(tree)
     spec.sources[display] = text
     spec.problems.extend(parser.problems)

@@ -108,8 +108,9 @@ def load_yaml(text: str, path: str) -> YNode:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
         raise SpecError([Diagnostic("LS106", f"spec file is larger than {MAX_FILE_BYTES:,} bytes",
                                     Location(path, 1, 1), hint="split it with `include:`")])
-    loader = _StrictLoader(text, path)
+    loader: _StrictLoader | None = None
     try:
+        loader = _StrictLoader(text, path)  # the reader checks characters here already
         node = loader.get_single_node()
     except _Refused as e:
         raise SpecError([Diagnostic(e.code, e.message, _loc(path, e.mark), hint=e.hint)]) from None
@@ -118,15 +119,22 @@ def load_yaml(text: str, path: str) -> YNode:
             raise SpecError([Diagnostic(
                 "LS105", "a spec file holds exactly one YAML document", _loc(path, e.problem_mark),
                 hint="remove the '---' separator and what follows")]) from None
-        raise SpecError([_yaml_diag(e, path)]) from None
+        raise SpecError([_yaml_diag(e, path, text)]) from None
     except yaml.MarkedYAMLError as e:
-        raise SpecError([_yaml_diag(e, path)]) from None
-    except yaml.YAMLError as e:  # reader errors (bad characters) carry no problem_mark
+        raise SpecError([_yaml_diag(e, path, text)]) from None
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow
+        raise SpecError([Diagnostic(
+            "LS101", f"YAML error: unacceptable character #x{_code(e.character):04x}",
+            _offset_location(text, path, e.position),
+            hint="remove the control character, or write it as an escape in double quotes")]) \
+            from None
+    except yaml.YAMLError as e:
         raise SpecError([Diagnostic("LS101", f"YAML error: {e}", Location(path, 1, 1))]) from None
     except RecursionError:
         raise SpecError([Diagnostic("LS107", "nesting too deep", Location(path, 1, 1))]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None:
         return YMap(Location(path, 1, 1))
     problems: list[Diagnostic] = []
@@ -136,13 +144,27 @@ def load_yaml(text: str, path: str) -> YNode:
     return tree
 
 
-def _yaml_diag(e: yaml.MarkedYAMLError, path: str) -> Diagnostic:
+def _code(character: Any) -> int:
+    return character if isinstance(character, int) else ord(str(character)[:1] or "\0")
+
+
+def _offset_location(text: str, path: str, offset: int) -> Location:
+    before = text[:offset]
+    line = before.count("\n") + 1
+    return Location(path, line, offset - (before.rfind("\n") + 1) + 1)
+
+
+def _yaml_diag(e: yaml.MarkedYAMLError, path: str, text: str) -> Diagnostic:
     mark = e.problem_mark or e.context_mark
     message = str(e.problem or e.context or "invalid YAML").strip()
     hint = None
     if "mapping values are not allowed" in message:
         hint = "quote the value, or put a space after ':' only where a key ends"
-    return Diagnostic("LS101", f"YAML syntax error: {message}", _loc(path, mark), hint=hint)
+    loc = _loc(path, mark)
+    lines = text.splitlines()
+    if lines and loc.line > len(lines):  # at the end of the file: point after the last line
+        loc = Location(path, len(lines), len(lines[-1]) + 1)
+    return Diagnostic("LS101", f"YAML syntax error: {message}", loc, hint=hint)
 
 
 def _convert(node: yaml.Node, path: str, lines: list[str], problems: list[Diagnostic]) -> YNode:

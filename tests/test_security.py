@@ -1,0 +1,420 @@
+"""A spec is data: it can never import, evaluate or execute anything beyond the allowed layers.
+
+The sentinel is tests/fixtures/allowpkg: importing it writes the file named by $ALLOWPKG_MARKER.
+Each test puts tests/fixtures on sys.path, so "not imported" is a real claim: the package *could*
+be imported, and the marker and sys.modules show whether it was. Shell commands in the specs
+would create files under tmp_path; their absence shows nothing ran.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from lazyspec.cli import main
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+_DIAG = re.compile(r"^(?:(?P<path>.+?):(?P<line>\d+):(?P<col>\d+)|lazyspec): "
+                   r"error\[(?P<code>LS\d{3})\]: (?P<message>.*)$", re.MULTILINE)
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def diagnostics(self) -> list[tuple[str, int | None, int | None, str]]:
+        return [(m["code"], int(m["line"]) if m["line"] else None,
+                 int(m["col"]) if m["col"] else None, m["message"])
+                for m in _DIAG.finditer(self.err)]
+
+    def codes(self) -> list[str]:
+        return [d[0] for d in self.diagnostics]
+
+
+@dataclass
+class Sandbox:
+    folder: Path  # the working folder (no pyproject.toml in it or above it)
+    marker: Path  # written when allowpkg is imported
+    pwned: Path  # the shell commands in specs create this file
+
+    def write(self, text: str, name: str = "spec.yaml") -> Path:
+        path = self.folder / name
+        path.write_text(text.replace("PWNED", str(self.pwned)), encoding="utf-8")
+        return path
+
+    def run(self, capsys: pytest.CaptureFixture[str], *args: str) -> Run:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            main(["infer", *args])
+        captured = capsys.readouterr()
+        code = info.value.code
+        assert "Traceback (most recent call last)" not in captured.out + captured.err
+        return Run(code if isinstance(code, int) else 1, captured.out, captured.err)
+
+    def assert_nothing_imported_or_run(self) -> None:
+        assert not self.marker.exists(), "allowpkg was imported"
+        assert "allowpkg" not in sys.modules
+        assert not any(name.startswith("allowpkg.") for name in sys.modules)
+        assert not self.pwned.exists(), "a shell command from the spec ran"
+
+
+def _forget_allowpkg() -> None:
+    for name in [n for n in sys.modules if n == "allowpkg" or n.startswith("allowpkg.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
+    folder = tmp_path / "work"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    marker = tmp_path / "allowpkg-imported"
+    monkeypatch.setenv("ALLOWPKG_MARKER", str(marker))
+    monkeypatch.setenv("NO_COLOR", "1")
+    _forget_allowpkg()
+    box = Sandbox(folder, marker, tmp_path / "pwned")
+    # Anything that would run a command records the call instead.
+    calls: list[str] = []
+
+    def recorder(name: str) -> Any:
+        def record(*a: Any, **k: Any) -> int:
+            calls.append(f"{name}{a}")
+            return 0
+
+        return record
+
+    monkeypatch.setattr("os.system", recorder("os.system"))
+    monkeypatch.setattr("os.popen", recorder("os.popen"))
+    monkeypatch.setattr(torch, "load", recorder("torch.load"))
+    monkeypatch.setattr(torch.hub, "load", recorder("torch.hub.load"))
+    popen_init = subprocess.Popen.__init__
+
+    def popen(self: Any, *a: Any, **k: Any) -> None:
+        calls.append(f"subprocess.Popen{a}")
+        popen_init(self, *a, **k)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", popen)
+    yield box
+    _forget_allowpkg()
+    assert calls == [], f"the spec ran: {calls}"
+
+
+# --- the fixture itself: importing allowpkg does leave the trace the tests look for --------------
+
+
+def test_the_sentinel_leaves_a_trace_when_imported(sandbox: Sandbox) -> None:
+    assert not sandbox.marker.exists()
+    import allowpkg  # noqa: F401
+
+    assert sandbox.marker.exists()
+    assert "allowpkg" in sys.modules
+
+
+# --- dotted ops: refused before anything is imported ---------------------------------------------
+
+DANGEROUS_OPS = {
+    "os_system": 'os.system("touch PWNED")',
+    "torch_load": 'torch.load("PWNED")',
+    "builtins_eval": "builtins.eval(\"__import__('os').system('touch PWNED')\")",
+    "builtins_exec": "builtins.exec(\"import allowpkg\")",
+    "subprocess_popen": 'subprocess.Popen(["touch", "PWNED"])',
+    "torch_hub_load": 'torch.hub.load("someone/repo", "model")',
+    "importlib": 'importlib.import_module("allowpkg")',
+    "allowpkg_not_allowed": "allowpkg.Scale(2.0)",
+    "allowpkg_submodule_not_allowed": "allowpkg.layers.Affine(20)",
+    "allowpkg_os_system": 'allowpkg.os.system("touch PWNED")',
+    "nn_functional": "nn.functional.relu",
+    "torch_nn_functional": "torch.nn.functional.relu",
+}
+
+
+@pytest.mark.parametrize("op", DANGEROUS_OPS.values(), ids=DANGEROUS_OPS.keys())
+def test_dotted_ops_are_refused_without_importing(op: str, sandbox: Sandbox,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    spec = sandbox.write(f"layers:\n  - LazyLinear(10)\n  - {op}\n")
+    run = sandbox.run(capsys, str(spec), "--input", "2,20")
+    assert run.code == 1, run.err
+    assert run.diagnostics[0][:3] == ("LS121", 3, 5), run.err
+    assert "not allowed" in run.diagnostics[0][3]
+    assert "a spec cannot allow it itself" in run.err
+    sandbox.assert_nothing_imported_or_run()
+
+
+def test_the_stdlib_module_named_by_an_op_is_not_imported(
+        sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    # `this` prints the Zen of Python when imported; nothing else imports it.
+    assert "this" not in sys.modules
+    spec = sandbox.write("layers:\n  - this.Zen\n")
+    run = sandbox.run(capsys, str(spec), "--input", "2,20")
+    assert run.code == 1
+    assert run.codes() == ["LS121"]
+    assert "this" not in sys.modules
+    assert "Beautiful is better than ugly" not in run.out + run.err
+
+
+def test_names_that_are_not_module_classes_are_refused(
+        sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = sandbox.write("layers:\n  - Parameter\n  - init\n  - Sequential\n  - Module\n")
+    run = sandbox.run(capsys, str(spec), "--input", "2,20")
+    assert run.code == 1
+    assert [(c, line) for c, line, _, _ in run.diagnostics] == [
+        ("LS121", 2), ("LS121", 3), ("LS120", 4), ("LS120", 5)]
+
+
+# --- the allowlist -------------------------------------------------------------------------------
+
+ALLOWED_SPEC = """\
+layers:
+  - allowpkg.Scale(3.0)
+  - allowpkg.layers.Affine(20)
+  - LazyLinear(5)
+"""
+
+
+def test_allow_lets_the_packages_layers_through(sandbox: Sandbox,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    spec = sandbox.write(ALLOWED_SPEC)
+    run = sandbox.run(capsys, str(spec), "--input", "2,20", "--allow", "allowpkg",
+                      "--format", "json")
+    assert run.code == 0, run.err
+    assert sandbox.marker.exists()
+    import json
+
+    result = json.loads(run.out)
+    assert result["outputs"] == [[2, 5]]
+    shapes = {p["path"]: p["shape"] for p in result["params"]}
+    assert shapes == {"1.weight": [20], "1.bias": [20], "2.weight": [5, 20], "2.bias": [5]}
+
+
+def test_the_same_spec_without_allow_imports_nothing(sandbox: Sandbox,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    spec = sandbox.write(ALLOWED_SPEC)
+    run = sandbox.run(capsys, str(spec), "--input", "2,20")
+    assert run.code == 1
+    assert [d[:3] for d in run.diagnostics] == [("LS121", 2, 5), ("LS121", 3, 5)]
+    assert "--allow allowpkg" in run.err  # the hint says how the person running it can allow it
+    sandbox.assert_nothing_imported_or_run()
+
+
+def test_allow_in_the_working_folders_pyproject(sandbox: Sandbox,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    spec = sandbox.write(ALLOWED_SPEC)
+    (sandbox.folder / "pyproject.toml").write_text('[tool.lazyspec]\nallow = ["allowpkg"]\n',
+                                                   encoding="utf-8")
+    run = sandbox.run(capsys, str(spec), "--input", "2,20")
+    assert run.code == 0, run.err
+    assert sandbox.marker.exists()
+
+
+@pytest.mark.parametrize(("allow", "op"), [
+    ("allow", "allowpkg.Scale"),  # a prefix of the name is not its package
+    ("allowpkg.layers", "allowpkg.Scale"),  # a subpackage does not allow its parent
+    ("allowpkgs", "allowpkg.Scale"),
+])
+def test_the_allowlist_matches_whole_package_names(allow: str, op: str, sandbox: Sandbox,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    spec = sandbox.write(f"layers:\n  - {op}\n")
+    run = sandbox.run(capsys, str(spec), "--input", "2,20", "--allow", allow)
+    assert run.code == 1
+    assert run.diagnostics[0][:3] == ("LS121", 2, 5)
+    assert "is not allowed" in run.diagnostics[0][3]
+    sandbox.assert_nothing_imported_or_run()  # the allowlist is checked before any import
+
+
+@pytest.mark.parametrize(("op", "message"), [
+    # re-exported from torch.nn: its real __module__ is torch's, outside the allowed prefix
+    ("allowpkg.Linear(20, 5)", "is defined in 'torch.nn.modules.linear', outside the allowed "
+                               "package 'allowpkg'"),
+    ("allowpkg.torch.nn.Linear(20, 5)", "outside the allowed package 'allowpkg'"),
+    ("allowpkg.nn.ReLU", "outside the allowed package 'allowpkg'"),
+    # functions and modules reached through the allowed package are not layers
+    ("allowpkg.make_layer", "is not an nn.Module class"),
+    ('allowpkg.os.system("touch PWNED")', "is not an nn.Module class"),
+    ('allowpkg.torch.load("PWNED")', "is not an nn.Module class"),
+    ("allowpkg.os", "is not an nn.Module class"),
+    # private names are never walked
+    ("allowpkg._marker", "private"),
+    ("allowpkg.__builtins__", "private"),
+])
+def test_allowed_package_exposes_only_its_own_layer_classes(
+        op: str, message: str, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = sandbox.write(f"layers:\n  - LazyLinear(20)\n  - {op}\n")
+    run = sandbox.run(capsys, str(spec), "--input", "2,20", "--allow", "allowpkg")
+    assert run.code == 1, run.err
+    assert run.diagnostics[0][:3] == ("LS121", 3, 5), run.err
+    assert message in run.diagnostics[0][3]
+    assert not sandbox.pwned.exists()
+
+
+@pytest.mark.parametrize(("allow", "op"), [
+    ("torch", 'torch.load("PWNED")'),
+    ("torch", 'torch.hub.load("someone/repo", "model")'),
+    ("os", 'os.system("touch PWNED")'),
+    ("builtins", "builtins.eval(\"__import__('os').system('touch PWNED')\")"),
+    ("subprocess", 'subprocess.Popen(["touch", "PWNED"])'),
+])
+def test_allowing_a_package_never_opens_its_functions(allow: str, op: str, sandbox: Sandbox,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    spec = sandbox.write(f"layers:\n  - {op}\n")
+    run = sandbox.run(capsys, str(spec), "--input", "2,20", "--allow", allow)
+    assert run.code == 1
+    assert run.diagnostics[0][:3] == ("LS121", 2, 5)
+    assert "is not an nn.Module class" in run.diagnostics[0][3]
+    assert not sandbox.pwned.exists()
+
+
+# --- a spec cannot grant itself anything -----------------------------------------------------
+
+
+def test_a_spec_cannot_allow_a_package(sandbox: Sandbox,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    spec = sandbox.write("allow: [allowpkg]\nlayers:\n  - allowpkg.Scale(2.0)\n")
+    run = sandbox.run(capsys, str(spec), "--input", "2,20")
+    assert run.code == 1
+    assert [d[:3] for d in run.diagnostics] == [("LS110", 1, 1), ("LS121", 3, 5)]
+    assert "unknown key 'allow'" in run.diagnostics[0][3]
+    sandbox.assert_nothing_imported_or_run()
+
+
+NOT_GRANTS = {
+    "params": "params: {allow: [allowpkg]}\nlayers:\n  - allowpkg.Scale(2.0)\n",
+    "free_text": ("name: allowpkg\ndescription: --allow allowpkg\n"
+                  "layers:\n  - allowpkg.Scale(2.0)\n"),
+    "block": "blocks:\n  B:\n    layers:\n      - allowpkg.Scale(2.0)\nlayers:\n  - B\n",
+    "long_form": "layers:\n  - op: allowpkg.Scale\n    kwargs: {factor: 2.0}\n",
+    "name_key": "layers:\n  - op: allowpkg.Scale\n    name: scale\n",
+}
+
+
+@pytest.mark.parametrize("text", NOT_GRANTS.values(), ids=NOT_GRANTS.keys())
+def test_no_part_of_a_spec_allows_a_package(text: str, sandbox: Sandbox,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    spec = sandbox.write(text)
+    run = sandbox.run(capsys, str(spec), "--input", "2,20")
+    assert run.code == 1, run.err
+    assert "LS121" in run.codes()
+    sandbox.assert_nothing_imported_or_run()
+
+
+def test_an_included_spec_cannot_allow_a_package(sandbox: Sandbox,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    sandbox.write("allow: [allowpkg]\nblocks:\n  B:\n    layers:\n      - allowpkg.Scale\n"
+                  "layers:\n  - B\n", "lib.yaml")
+    spec = sandbox.write("include: [lib.yaml]\nlayers:\n  - B\n")
+    run = sandbox.run(capsys, str(spec), "--input", "2,20")
+    assert run.code == 1
+    assert "LS110" in run.codes() and "LS121" in run.codes()
+    sandbox.assert_nothing_imported_or_run()
+
+
+# --- expressions ---------------------------------------------------------------------------------
+
+EXPRESSIONS = {
+    "import_in_arg": "  - LazyLinear(__import__('allowpkg'))\n",
+    "import_attr_call": "  - LazyLinear(__import__('os').system('touch PWNED'))\n",
+    "eval_in_arg": "  - LazyLinear(eval('10'))\n",
+    "exec_in_arg": "  - LazyLinear(exec('import allowpkg'))\n",
+    "import_in_repeat": "  - op: ReLU\n    repeat: __import__('allowpkg')\n",
+    "import_in_when": "  - op: ReLU\n    when: ${__import__('allowpkg')}\n",
+    "import_in_long_form": "  - op: LazyLinear\n    args: [\"${__import__('allowpkg')}\"]\n",
+    "dunder_walk": "  - LazyLinear(().__class__.__base__.__subclasses__())\n",
+    "getattr": "  - LazyLinear(getattr(min, '__self__'))\n",
+    "open": "  - LazyLinear(open('PWNED', 'w'))\n",
+    "breakpoint": "  - LazyLinear(breakpoint())\n",
+    "globals": "  - LazyLinear(globals())\n",
+}
+
+
+@pytest.mark.parametrize("line", EXPRESSIONS.values(), ids=EXPRESSIONS.keys())
+def test_expressions_cannot_import_or_call(line: str, sandbox: Sandbox,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    spec = sandbox.write("layers:\n  - LazyLinear(10)\n" + line)
+    run = sandbox.run(capsys, str(spec), "--input", "2,20")
+    assert run.code == 1, run.err
+    code, line_no, _, message = run.diagnostics[0]
+    assert code == "LS123", run.err
+    assert line_no in (3, 4)
+    assert "not allowed" in message
+    sandbox.assert_nothing_imported_or_run()
+
+
+def test_expression_in_params_cannot_import(sandbox: Sandbox,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    spec = sandbox.write("params:\n  m: ${__import__('allowpkg')}\n  d: 10\n"
+                         "layers:\n  - LazyLinear(d)\n")
+    run = sandbox.run(capsys, str(spec), "--input", "2,20")
+    assert run.code == 1
+    assert run.diagnostics[0][:3] == ("LS123", 2, 8)
+    sandbox.assert_nothing_imported_or_run()
+
+
+def test_set_cannot_inject_an_expression(sandbox: Sandbox,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # --set values are read as YAML data: a `${...}` string stays a string, never evaluated
+    spec = sandbox.write("params: {d: 10}\nlayers:\n  - LazyLinear(d)\n")
+    run = sandbox.run(capsys, str(spec), "--input", "2,20",
+                      "--set", "d=${__import__('allowpkg')}")
+    assert run.code == 1, run.err
+    sandbox.assert_nothing_imported_or_run()
+
+
+# --- YAML: tags are refused before anything is constructed ----------------------------------------
+
+TAGS = {
+    "apply_os_system": 'params: !!python/object/apply:os.system ["touch PWNED"]\n',
+    "apply_in_layers": "layers:\n  - !!python/object/apply:subprocess.Popen [[touch, PWNED]]\n",
+    "new_allowpkg": "params:\n  x: !!python/object/new:allowpkg.Scale [2.0]\n",
+    "name_allowpkg": "params:\n  x: !!python/name:allowpkg.Scale ''\n",
+    "module_allowpkg": "params:\n  x: !!python/module:allowpkg ''\n",
+    "object_allowpkg": "params:\n  x: !!python/object:allowpkg.Scale {factor: 2}\n",
+    "custom_tag": "params:\n  x: !allowpkg 1\n",
+    "long_tag": "params:\n  x: !<tag:yaml.org,2002:python/object/apply:os.system> [touch PWNED]\n",
+}
+
+
+@pytest.mark.parametrize("text", TAGS.values(), ids=TAGS.keys())
+def test_yaml_tags_are_refused(text: str, sandbox: Sandbox,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    if "layers:" not in text:
+        text += "layers:\n  - LazyLinear(10)\n"
+    spec = sandbox.write(text)
+    run = sandbox.run(capsys, str(spec), "--input", "2,20")
+    assert run.code == 1, run.err
+    assert run.codes() == ["LS104"], run.err
+    assert "tag" in run.diagnostics[0][3]
+    sandbox.assert_nothing_imported_or_run()
+
+
+def test_a_yaml_tag_in_an_include_is_refused(sandbox: Sandbox,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    sandbox.write('params: !!python/object/apply:os.system ["touch PWNED"]\n'
+                  "layers:\n  - ReLU\n", "lib.yaml")
+    spec = sandbox.write("include: [lib.yaml]\nlayers:\n  - LazyLinear(10)\n")
+    run = sandbox.run(capsys, str(spec), "--input", "2,20")
+    assert run.code == 1
+    assert "LS104" in run.codes()
+    sandbox.assert_nothing_imported_or_run()
+
+
+def test_the_include_may_not_read_outside_the_spec_folder(
+        sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    outside = sandbox.folder.parent / "secret.yaml"
+    outside.write_text("params: {token: s3cr3t}\nlayers:\n  - ReLU\n", encoding="utf-8")
+    spec = sandbox.write("include: [../secret.yaml]\nlayers:\n  - LazyLinear(token)\n")
+    run = sandbox.run(capsys, str(spec), "--input", "2,20")
+    assert run.code == 1
+    assert run.diagnostics[0][:3] == ("LS142", 1, 11)
+    assert "s3cr3t" not in run.out + run.err
