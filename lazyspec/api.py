@@ -58,10 +58,9 @@ class LoadedSpec:
               allow: Sequence[str] = ()) -> InferResult:
         """Compile and dry-run with the given input shapes."""
         from lazyspec import dryrun
-        from lazyspec.compile import build
 
-        built = build(self.spec, self.options(device, dtype, params, scale, allow))
-        return dryrun.run(built, [to_input(i) for i in inputs])
+        return dryrun.infer(self.spec, self.options(device, dtype, params, scale, allow),
+                            [to_input(i) for i in inputs])
 
 
 def to_input(value: InputLike) -> InputShape:

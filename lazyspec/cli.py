@@ -6,6 +6,7 @@ torch is imported inside the commands that need it, so `--help` and `--version` 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 import traceback
@@ -233,7 +234,7 @@ def infer(
     device = check_device(device)
 
     from lazyspec import dryrun
-    from lazyspec.compile import BuildOptions, build
+    from lazyspec.compile import BuildOptions
     from lazyspec.gate import check_budgets
     from lazyspec.result import InferOutcome
     from lazyspec.spec.parse import parse_file
@@ -245,7 +246,7 @@ def infer(
         options = BuildOptions(device=device, dtype=param_dtype,
                                allow=settings.allow + tuple(allow or ()),
                                overrides=overrides, scale=scale)
-        outcome.result = dryrun.run(build(parsed, options), inputs)
+        outcome.result = dryrun.infer(parsed, options, inputs)
         outcome.diagnostics = check_budgets(outcome.result, budgets)
     except UsageError:
         raise
@@ -352,6 +353,10 @@ def _report(err: LazyspecError) -> int:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: every failure becomes a message and an exit code, never a bare traceback."""
+    # After `import torch` the cyclic GC rescans torch's many objects again and again while a large
+    # spec compiles; a short-lived command does without it, which keeps the cost linear in nodes.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         # Outside standalone mode click returns the code of a typer.Exit instead of raising it.
         returned = app(args=argv, prog_name="lazyspec", standalone_mode=False)
@@ -370,6 +375,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
         if SESSION.traceback:
             traceback.print_exc()
         code = _report_internal(e)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     sys.stdout.flush()
     raise SystemExit(code)
 

@@ -89,11 +89,33 @@ def pick(values: list[Any], p: Pick) -> Any:
     return value[index]
 
 
+@dataclass(frozen=True)
+class Factory:
+    """Builds one op's module on a device: the build itself, and the dry run's CPU fallback
+    for an op that has no `meta` kernel."""
+
+    cls: type[nn.Module]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    dtype: torch.dtype
+
+    def __call__(self, device: torch.device) -> nn.Module:
+        params = ops.OpDef(self.cls.__name__, self.cls, "").signature.parameters
+        kwargs = dict(self.kwargs)
+        if "device" in params and "device" not in kwargs:
+            kwargs["device"] = device
+        if "dtype" in params and "dtype" not in kwargs and self.dtype.is_floating_point:
+            kwargs["dtype"] = self.dtype
+        with device:  # modules without a `device` argument still build in place
+            return self.cls(*self.args, **kwargs)
+
+
 @dataclass
 class Step:
     info: NodeInfo
     module: nn.Module | None  # None: pass the first input through
     inputs: tuple[Pick, ...]
+    factory: Factory | None = None  # how `module` was built (ops only, not blocks)
 
 
 class SpecModule(nn.Module):
@@ -240,6 +262,7 @@ class _Builder:
         self.nodes: list[NodeInfo] = []
         self.count = 0
         self.limit_hit = False
+        self.factories: dict[int, Factory] = {}  # id(module) -> how it was built
         self.device = torch.device(options.device)
         self.dtype = getattr(torch, options.dtype)
 
@@ -374,7 +397,7 @@ class _Builder:
         if node.share is not None:
             module = self.shared(node, modules_by_name, node_trail)
             info.module_path = info.shared_from = self.path_of(module, prefix, modules_by_name)
-            parent.steps.append(Step(info, module, inputs))
+            parent.steps.append(Step(info, module, inputs, self.factories.get(id(module))))
             return slot
         assert node.call is not None
         if node.name is None and repeat != 1:
@@ -388,7 +411,7 @@ class _Builder:
                     lambda i: (*trail, str(base + i)), stack):
                 if module is not None:
                     parent.add_module(copy_info.path.rsplit(".", 1)[-1], module)
-                parent.steps.append(Step(copy_info, module, prev))
+                parent.steps.append(Step(copy_info, module, prev, self.factories.get(id(module))))
                 prev = ((len(parent.input_names) + len(parent.steps) - 1, None, None),)
             return prev[0][0]
         if repeat != 1:
@@ -401,7 +424,8 @@ class _Builder:
                 if module is not None:
                     container.add_module(str(i), module)
                 chain = first if i == 0 else ((len(inputs) + i - 1, None, None),)
-                container.steps.append(Step(copy_info, module, chain))
+                container.steps.append(Step(copy_info, module, chain,
+                                           self.factories.get(id(module))))
             container.outputs = [(len(container.input_names) + len(container.steps) - 1, None,
                                   None)]
             module = container
@@ -414,7 +438,7 @@ class _Builder:
         parent.add_module(local, module)
         info.module_path = path
         modules_by_name[local] = module
-        parent.steps.append(Step(info, module, inputs))
+        parent.steps.append(Step(info, module, inputs, self.factories.get(id(module))))
         return slot
 
     def shared(self, node: Node, modules_by_name: dict[str, nn.Module | None],
@@ -490,18 +514,15 @@ class _Builder:
             self.fail("LS127", f"{call.name}: {e}", call.loc, trail,
                       f"signature: {call.name}{_public_signature(signature)}")
             return None
-        params = signature.parameters
-        if "device" in params and "device" not in kwargs:
-            kwargs["device"] = self.device
-        if "dtype" in params and "dtype" not in kwargs and self.dtype.is_floating_point:
-            kwargs["dtype"] = self.dtype
+        factory = Factory(opdef.cls, tuple(args), kwargs, self.dtype)
         try:
-            with self.device:  # modules without a `device` argument still build in place
-                return opdef.cls(*args, **kwargs)
+            module = factory(self.device)
         except Exception as e:  # a module's constructor rejecting user values, in any way
             self.fail("LS128", f"{call.name}{_call_text(args, kwargs)} failed: "
                       f"{type(e).__name__}: {e}", call.loc, trail)
             return None
+        self.factories[id(module)] = factory
+        return module
 
     def block(self, block: Block, call: OpCall, env: Mapping[str, Any], prefix: str,
               trail: tuple[str, ...], stack: tuple[str, ...]) -> nn.Module | None:

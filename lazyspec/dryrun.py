@@ -2,27 +2,49 @@
 
 from __future__ import annotations
 
+import math
+import os
+import sys
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
 
 from lazyspec import explain
-from lazyspec.compile import Built, NodeInfo, OutputIndexError, SpecModule, Step, apply_ties
-from lazyspec.errors import Diagnostic, DryRunError, SpecError, did_you_mean, usage_error
+from lazyspec.compile import (
+    BuildOptions,
+    Built,
+    NodeInfo,
+    OutputIndexError,
+    SpecModule,
+    Step,
+    apply_ties,
+    build,
+)
+from lazyspec.cost import CostMode
+from lazyspec.errors import (
+    Diagnostic,
+    DryRunError,
+    SpecError,
+    UsageError,
+    did_you_mean,
+    usage_error,
+)
 from lazyspec.inputs import DTYPES, InputShape
 from lazyspec.result import (
     InferResult,
     InputRecord,
     NodeRecord,
     ParamRecord,
+    RunStats,
     ShapeTree,
     Totals,
 )
 from lazyspec.spec.expr import Expr, evaluate
-from lazyspec.spec.model import DEFAULT_INPUT, InputDecl
+from lazyspec.spec.model import DEFAULT_INPUT, InputDecl, Spec
 
 MAX_RAN_SHOWN = 8
 
@@ -43,25 +65,103 @@ class NodeFailure(Exception):
         self.step, self.inputs, self.cause = step, inputs, cause
 
 
-class Tracer:
-    """Runs each step, records its output shape, and pins a failure to the innermost node."""
+@dataclass
+class NodeTrace:
+    output: ShapeTree
+    flops: int | None
+    unknown_ops: list[str]
+    activation_bytes: int
+    leaf: bool  # an op, not a block or a pass-through: its output is a real activation
 
-    def __init__(self) -> None:
-        self.outputs: dict[int, ShapeTree] = {}  # NodeInfo.order -> output shapes
+
+class Tracer:
+    """Runs each step, records its output shape and cost, and pins a failure to the innermost
+    node."""
+
+    def __init__(self, cost: CostMode) -> None:
+        self.cost = cost
+        self.nodes: dict[int, NodeTrace] = {}  # NodeInfo.order -> what it did
         self.ran: list[str] = []
+        self.notes: list[str] = []
+        self.seconds = 0.0  # the forward pass, as measured
 
     def run(self, owner: SpecModule, step: Step, values: list[Any]) -> Any:
         xs: list[Any] | None = None
+        frame = self.cost.open_frame()
         try:
             xs = owner.gather(values, step)
-            out = xs[0] if step.module is None else step.module(*xs)
+            if step.module is None:
+                out = xs[0]
+            else:
+                try:
+                    out = step.module(*xs)
+                except Exception as e:
+                    if not _lacks_meta_kernel(e, xs, step):
+                        raise
+                    out = self.run_on_cpu(owner, step, xs, e)
         except NodeFailure:
             raise
         except Exception as e:  # any op failing on user shapes becomes a located report
             raise NodeFailure(step, xs, e) from e
-        self.outputs[step.info.order] = shape_tree(out)
+        finally:
+            self.cost.close_frame(frame)
+        leaf = step.module is not None and not isinstance(step.module, SpecModule)
+        self.nodes[step.info.order] = NodeTrace(
+            shape_tree(out), None if frame.unknown else frame.flops, sorted(frame.unknown),
+            _bytes(out), leaf)
         self.ran.append(step.info.path)
         return out
+
+
+    def run_on_cpu(self, owner: SpecModule, step: Step, xs: list[Any], why: Exception) -> Any:
+        """Run one node whose op has no `meta` kernel on the CPU, then carry on in `meta`.
+
+        The node is rebuilt on the CPU from its spec, run on stand-in data, and its
+        materialised module moved back to `meta` in place of the lazy one.
+        """
+        assert step.factory is not None and step.module is not None
+        from torch.utils._pytree import tree_map
+
+        cpu_module = step.factory(torch.device("cpu"))
+        cpu_module.eval()
+        cpu_out = cpu_module(*tree_map(_on_cpu, xs))
+        meta_module = cpu_module.to("meta")  # no lazy parameters are left: moving is safe
+        for name, child in owner._modules.items():
+            if child is step.module:
+                owner._modules[name] = meta_module
+        step.module = meta_module
+        reason = str(why).splitlines()[0][:120]
+        self.notes.append(f"node '{step.info.path}' ({step.info.op}) ran on the CPU: its op has "
+                          f"no meta kernel ({reason})")
+        return tree_map(lambda t: torch.empty_like(t, device="meta")
+                        if isinstance(t, torch.Tensor) else t, cpu_out)
+
+
+_NO_META = ("Meta tensors", "'Meta' backend", "Meta kernel", "fake impl", "meta kernel")
+
+
+def _lacks_meta_kernel(e: Exception, xs: list[Any], step: Step) -> bool:
+    """True when an op failed only because it cannot run on `meta` (and can be rebuilt)."""
+    on_meta = any(isinstance(x, torch.Tensor) and x.device.type == "meta" for x in xs)
+    return (on_meta and step.factory is not None
+            and any(marker in str(e) for marker in _NO_META))
+
+
+def _on_cpu(x: Any) -> Any:
+    """A CPU stand-in for a meta tensor: random floats, zero integers (valid indices)."""
+    if not isinstance(x, torch.Tensor) or x.device.type != "meta":
+        return x
+    if x.dtype.is_floating_point or x.dtype.is_complex:
+        return torch.randn(x.shape, dtype=x.dtype)
+    return torch.zeros(x.shape, dtype=x.dtype)
+
+
+def _bytes(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, (tuple, list)):
+        return sum(_bytes(v) for v in value)
+    return 0
 
 
 @dataclass
@@ -173,6 +273,69 @@ def run(built: Built, given: Sequence[InputShape]) -> InferResult:
     return _result(built, bound, outputs, tracer)
 
 
+def infer(spec: Spec, options: BuildOptions, given: Sequence[InputShape]) -> InferResult:
+    """Compile and dry-run. On a real device, a `meta` pass first estimates the memory the run
+    needs, and a run that would not fit in the device's free memory is refused (exit 2)."""
+    if options.device == "meta":
+        return run(build(spec, options), given)
+    planned = run(build(spec, replace(options, device="meta")), given)
+    estimate = forward_bytes(planned)
+    available = free_memory(options.device)
+    if available is not None and estimate > available:
+        raise UsageError([Diagnostic(
+            "LS306", f"a dry run on {options.device} needs about {_gib(estimate)} (parameters, "
+            f"inputs and activations, from the meta pass) but {_gib(available)} is free",
+            hint="use --device meta (the default), which allocates nothing, or a smaller input")])
+    device = torch.device(options.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    built = build(spec, options)
+    bound, outputs, tracer = _forward(built, given)
+    result = _result(built, bound, outputs, tracer)
+    result.run = RunStats(estimate, available, _peak_bytes(device), tracer.seconds)
+    return result
+
+
+def forward_bytes(result: InferResult) -> int:
+    """Memory a forward pass holds at its peak: every output stays alive until the end."""
+    inputs = sum(math.prod(i.shape) * DTYPES[i.dtype][1] for i in result.inputs)
+    t = result.totals
+    return int(t.bytes + t.buffer_bytes + inputs + t.activation_bytes)
+
+
+def free_memory(device: str) -> int | None:
+    """Free memory on the device, or None when it cannot be told."""
+    if device.startswith("cuda"):
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _peak_bytes(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.2f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
+
+
 def materialize(built: Built, given: Sequence[InputShape]) -> nn.Module:
     """The compiled module after one pass of data: every size fixed, ties applied."""
     _forward(built, given)
@@ -186,15 +349,20 @@ def _forward(built: Built, given: Sequence[InputShape],
     device = torch.device(built.options.device)
     tensors = make_inputs(bound, device)
     model = built.module
-    tracer = Tracer()
+    cost = CostMode()
+    tracer = Tracer(cost)
     spec_modules = [m for m in model.modules() if isinstance(m, SpecModule)]
     was_training = model.training
     try:
         for m in spec_modules:
             m.tracer = tracer
         model.eval()  # a dry run is inference: dropout off, batch norm on running stats
-        with torch.no_grad():
+        with torch.no_grad(), cost:
+            start = time.perf_counter()
             out = model(*tensors)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            tracer.seconds = time.perf_counter() - start
     except NodeFailure as failure:
         raise DryRunError(_failure_diagnostic(failure, built), tracer.ran) from None
     except OutputIndexError as e:  # the model's own `outputs:` picked a missing output
@@ -291,22 +459,32 @@ def _result(built: Built, bound: Sequence[BoundInput], outputs: list[ShapeTree],
         parts = rec.path.split(".")
         for i in range(1, len(parts)):
             counts[".".join(parts[:i])] = counts.get(".".join(parts[:i]), 0) + rec.count
-    nodes = [NodeRecord(path=n.path, op=n.op, depth=n.depth, location=n.loc,
-                        output=tracer.outputs.get(n.order), skipped=n.skipped,
-                        shared_from=n.shared_from,
-                        params=0 if n.shared_from else counts.get(n.path, 0))
-             for n in sorted(built.nodes, key=lambda n: n.order)]
+    nodes = []
+    for n in sorted(built.nodes, key=lambda n: n.order):
+        trace = tracer.nodes.get(n.order)
+        nodes.append(NodeRecord(
+            path=n.path, op=n.op, depth=n.depth, location=n.loc,
+            output=trace.output if trace else None, skipped=n.skipped,
+            shared_from=n.shared_from, params=0 if n.shared_from else counts.get(n.path, 0),
+            flops=trace.flops if trace else 0, unknown_ops=trace.unknown_ops if trace else [],
+            activation_bytes=trace.activation_bytes if trace else 0))
     buffers = list(model.buffers())
+    param_bytes = sum(r.bytes for r in params)
+    trainable_bytes = sum(r.bytes for r in params if r.trainable)
+    buffer_bytes = sum(b.numel() * b.element_size() for b in buffers)
+    activations = sum(t.activation_bytes for t in tracer.nodes.values() if t.leaf)
     totals = Totals(
         params=sum(r.count for r in params),
         trainable=sum(r.count for r in params if r.trainable),
-        bytes=sum(r.bytes for r in params),
-        buffers=sum(b.numel() for b in buffers),
-        buffer_bytes=sum(b.numel() * b.element_size() for b in buffers))
+        bytes=param_bytes, buffers=sum(b.numel() for b in buffers), buffer_bytes=buffer_bytes,
+        flops=tracer.cost.total.flops, unknown_ops=sorted(tracer.cost.total.unknown),
+        activation_bytes=activations,
+        # Adam keeps two moments per trainable parameter, gradients one more copy.
+        training_bytes=param_bytes + 3 * trainable_bytes + buffer_bytes + activations)
     return InferResult(
         spec=built.spec.path, name=built.spec.name, device=built.options.device,
         dtype=built.options.dtype, inputs=[InputRecord(b.name, b.shape, b.dtype) for b in bound],
-        outputs=outputs, params=params, nodes=nodes, totals=totals)
+        outputs=outputs, params=params, nodes=nodes, totals=totals, notes=list(tracer.notes))
 
 
 def _prefixes(path: str) -> list[str]:

@@ -85,6 +85,7 @@ CODES: dict[str, Code] = {
         Code("LS303", "internal error", 2),
         Code("LS304", "bad [tool.lazyspec] configuration", 2),
         Code("LS305", "lock file cannot be read", 2),
+        Code("LS306", "not enough free memory on the device", 2),
     ]
 }
 

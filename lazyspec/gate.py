@@ -168,17 +168,17 @@ def run_one(spec: Path, run: RunConfig, key_root: Path, options: GateOptions,
             config: Config) -> Outcome:
     from lazyspec import dryrun
     from lazyspec.api import to_input
-    from lazyspec.compile import BuildOptions, build
+    from lazyspec.compile import BuildOptions
     from lazyspec.spec.parse import parse_file
 
     outcome = Outcome(spec, spec_key(spec, key_root),
                       lockfile.run_key(run.inputs, run.scale, run.sets), run)
     try:
         parsed = parse_file(spec)
-        built = build(parsed, BuildOptions(
+        build_options = BuildOptions(
             device=options.device, dtype=options.dtype, allow=config.allow + options.allow,
-            overrides=dict(run.sets), scale=run.scale))
-        outcome.result = dryrun.run(built, [to_input(i) for i in run.inputs])
+            overrides=dict(run.sets), scale=run.scale)
+        outcome.result = dryrun.infer(parsed, build_options, [to_input(i) for i in run.inputs])
     except LazyspecError as e:
         for d in e.diagnostics:  # in a report of many specs, every problem names its spec
             d.location = d.location or Location(str(spec), 1, 1)

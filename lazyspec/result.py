@@ -44,6 +44,9 @@ class NodeRecord:
     skipped: str | None = None
     shared_from: str | None = None
     params: int = 0  # parameters owned by this node (and its children), counted once
+    flops: int | None = 0  # None: an op ran that the counter cannot count (see unknown_ops)
+    unknown_ops: list[str] = field(default_factory=list)
+    activation_bytes: int = 0  # bytes of the tensors it returned
 
 
 @dataclass
@@ -53,6 +56,24 @@ class Totals:
     bytes: int
     buffers: int
     buffer_bytes: int
+    flops: int = 0  # counted FLOPs (2 per multiply-accumulate)
+    unknown_ops: list[str] = field(default_factory=list)  # ops not counted: flops is a floor
+    activation_bytes: int = 0  # outputs of every leaf node, as a training step keeps them
+    training_bytes: int = 0  # params + grads + Adam's two moments + buffers + activations
+
+    @property
+    def macs(self) -> int:
+        return self.flops // 2
+
+
+@dataclass
+class RunStats:
+    """What a real forward pass cost, next to what the meta pass estimated."""
+
+    estimate_bytes: int  # parameters + buffers + inputs + activations, from the meta pass
+    available_bytes: int | None  # free memory on the device before the run
+    peak_bytes: int | None  # CUDA: peak allocated; CPU: the process's peak RSS
+    forward_seconds: float
 
 
 @dataclass
@@ -67,6 +88,7 @@ class InferResult:
     nodes: list[NodeRecord]
     totals: Totals
     notes: list[str] = field(default_factory=list)
+    run: RunStats | None = None  # measured on a real device (cpu, cuda); None on meta
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

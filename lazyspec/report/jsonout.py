@@ -10,7 +10,7 @@ from lazyspec.errors import Diagnostic, Location
 
 if TYPE_CHECKING:
     from lazyspec.gate import GateReport, Outcome
-    from lazyspec.result import InferOutcome, InferResult
+    from lazyspec.result import InferOutcome, InferResult, Totals
 
 JSON_VERSION = 1
 
@@ -29,10 +29,14 @@ def _shape(value: Any) -> Any:
     return [_shape(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
+def totals(t: Totals) -> dict[str, Any]:
+    return {**asdict(t), "macs": t.macs}
+
+
 def result_fields(r: InferResult | None) -> dict[str, Any]:
     if r is None:
         return {"name": None, "device": None, "dtype": None, "inputs": [], "outputs": [],
-                "params": [], "nodes": [], "totals": None}
+                "params": [], "nodes": [], "totals": None, "run": None, "notes": []}
     return {
         "name": r.name, "device": r.device, "dtype": r.dtype,
         "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in r.inputs],
@@ -43,8 +47,12 @@ def result_fields(r: InferResult | None) -> dict[str, Any]:
                     "location": location(p.location)} for p in r.params],
         "nodes": [{"path": n.path, "op": n.op, "depth": n.depth, "output": _shape(n.output),
                    "skipped": n.skipped, "shared_from": n.shared_from, "params": n.params,
+                   "flops": n.flops, "unknown_ops": n.unknown_ops,
+                   "activation_bytes": n.activation_bytes,
                    "location": location(n.location)} for n in r.nodes],
-        "totals": asdict(r.totals),
+        "totals": totals(r.totals),
+        "run": asdict(r.run) if r.run else None,
+        "notes": list(r.notes),
     }
 
 
@@ -59,7 +67,7 @@ def _run(o: Outcome) -> dict[str, Any]:
     return {"spec": o.spec_key, "key": o.key, "inputs": list(o.run.inputs), "scale": o.run.scale,
             "status": o.status, "lock_status": o.lock_status, "drift": o.drift,
             "outputs": [_shape(x) for x in r.outputs] if r else [],
-            "totals": asdict(r.totals) if r else None,
+            "totals": totals(r.totals) if r else None,
             "diagnostics": [diagnostic(d) for d in o.diagnostics]}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lazyspec.errors import Diagnostic
-from lazyspec.report.table import fmt_bytes, fmt_shape
+from lazyspec.report.table import cost_lines, fmt_bytes, fmt_shape
 
 if TYPE_CHECKING:
     from lazyspec.gate import GateReport
@@ -46,7 +46,8 @@ class MarkdownReporter:
             t = r.totals
             lines += ["", f"**Output:** {', '.join(fmt_shape(o) for o in r.outputs)}  ",
                       f"**Parameters:** {t.params:,} (trainable {t.trainable:,}), "
-                      f"{fmt_bytes(t.bytes)} at {r.dtype}"]
+                      f"{fmt_bytes(t.bytes)} at {r.dtype}  "]
+            lines += [f"{line}  " for line in cost_lines(r)]
         if outcome.diagnostics:
             lines += ["", *diagnostics_md(outcome.diagnostics)]
         return "\n".join(lines) + "\n"

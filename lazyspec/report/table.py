@@ -34,6 +34,35 @@ def fmt_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def fmt_count(n: float | None) -> str:
+    """1,814,073,344 -> 1.81G; None (unknown) -> ?"""
+    if n is None:
+        return "?"
+    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def cost_lines(result: InferResult) -> list[str]:
+    """FLOPs and memory totals, as plain lines (table and Markdown share them)."""
+    t = result.totals
+    flops = f"{fmt_count(t.flops)} ({fmt_count(t.macs)} multiply-accumulates)"
+    if t.unknown_ops:
+        flops = f"at least {flops}; not counted: {', '.join(t.unknown_ops)}"
+    lines = [f"FLOPs: {flops}", f"activations: {fmt_bytes(t.activation_bytes)}",
+             f"training memory estimate: {fmt_bytes(t.training_bytes)} "
+             "(params + grads + Adam + activations)"]
+    run = result.run
+    if run is not None:
+        peak = "unknown" if run.peak_bytes is None else fmt_bytes(run.peak_bytes)
+        what = "peak allocated" if result.device.startswith("cuda") else "peak RSS"
+        free = "" if run.available_bytes is None else f" of {fmt_bytes(run.available_bytes)} free"
+        lines.append(f"{result.device} run: forward {run.forward_seconds * 1e3:,.0f} ms; "
+                     f"{what} {peak}; estimated {fmt_bytes(run.estimate_bytes)}{free}")
+    return lines
+
+
 def _line(loc: Any) -> str:
     return str(loc.line) if loc is not None else ""
 
@@ -50,6 +79,7 @@ def render_table(result: InferResult, depth: int | None = None) -> RenderableTyp
     nodes.add_column("Op", overflow="fold")
     nodes.add_column("Output", overflow="fold")
     nodes.add_column("Params", justify="right")
+    nodes.add_column("FLOPs", justify="right")
     for n in result.nodes:
         if depth is not None and n.depth >= depth:
             continue
@@ -60,7 +90,9 @@ def render_table(result: InferResult, depth: int | None = None) -> RenderableTyp
             op += f" (skipped: {n.skipped})"
         if n.shared_from:
             op += f" (shares {n.shared_from})"
-        nodes.add_row(indent + label, op, fmt_shape(n.output), f"{n.params:,}" if n.params else "")
+        flops = "" if n.flops == 0 or n.skipped else fmt_count(n.flops)
+        nodes.add_row(indent + label, op, fmt_shape(n.output), f"{n.params:,}" if n.params else "",
+                      flops)
 
     params = Table(box=box.SIMPLE_HEAD, title="Parameters", title_justify="left", pad_edge=False)
     params.add_column("Parameter", overflow="fold")
@@ -79,6 +111,7 @@ def render_table(result: InferResult, depth: int | None = None) -> RenderableTyp
              f"{fmt_bytes(t.bytes)} at {result.dtype}"]
     if t.buffers:
         lines.append(f"buffers: {t.buffers:,} ({fmt_bytes(t.buffer_bytes)})")
+    lines += cost_lines(result)
     marked = [p for p in result.params if p.shared]
     if marked:
         lines.append("* counted once: " + "; ".join(f"{p.path} {p.shared}" for p in marked))
