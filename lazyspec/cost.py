@@ -13,7 +13,15 @@ from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry
+from torch.utils.flop_counter import flop_registry as _torch_registry
+from torch.utils.flop_counter import sdpa_flop
+
+# torch's formulas, plus kernels it does not list whose FLOPs follow a listed formula: the CPU's
+# fused attention counts as attention does on meta (where it decomposes into two bmm).
+flop_registry = dict(_torch_registry)
+for _name in ("_scaled_dot_product_flash_attention_for_cpu",):
+    if hasattr(torch.ops.aten, _name):
+        flop_registry[getattr(torch.ops.aten, _name)] = sdpa_flop
 
 # Ops that are not pointwise/reduction/view by tag but still cost no multiply-accumulates.
 FREE_OPS = frozenset({
