@@ -25,7 +25,7 @@ from lazyspec.errors import (
     shown,
     usage_error,
 )
-from lazyspec.spec.expr import OpCall, resolve
+from lazyspec.spec.expr import OpCall, Span, parse_expr, resolve
 from lazyspec.spec.model import Block, Graph, Node, Param, Ref, Spec, Tie
 
 MAX_NODES = 100_000  # after repeats, across all blocks
@@ -246,9 +246,21 @@ def resolve_params(spec: Spec, options: BuildOptions,
         if name not in raw:
             raise usage_error(f"--set {name}: the spec has no param '{name}'",
                               did_you_mean(name, raw) or "params: " + ", ".join(raw))
+        text = value.strip() if isinstance(value, str) else ""
+        if text.startswith("${") and text.endswith("}"):
+            # `--set d='${2 * base}'` is an expression, as it would be in the spec
+            text = text[2:-1]
+            try:
+                value = parse_expr(Span(text, Location(f"--set {name}", 1, 1), False))
+            except SpecError as e:
+                raise UsageError(e.diagnostics) from None
         raw[name] = Param(name, value, raw[name].loc)
     env = _LazyEnv(raw, None, problems)
     env.evaluate_all()
+    from_flags = [d for d in problems if d.location and d.location.path.startswith("--set ")]
+    if from_flags:  # a bad `--set` expression is a bad flag (exit 2), not a bad spec
+        raise UsageError([Diagnostic("LS301", f"{d.location.path}: {d.message}", hint=d.hint)
+                          for d in from_flags if d.location])
     return env
 
 
@@ -262,6 +274,7 @@ class _Builder:
         self.nodes: list[NodeInfo] = []
         self.count = 0
         self.limit_hit = False
+        self.spec_params: Mapping[str, Any] = {}  # the top-level params, set by build()
         self.factories: dict[int, Factory] = {}  # id(module) -> how it was built
         self.device = torch.device(options.device)
         self.dtype = getattr(torch, options.dtype)
@@ -375,6 +388,8 @@ class _Builder:
              inputs: tuple[Pick, ...], repeat: int,
              modules_by_name: dict[str, nn.Module | None]) -> int:
         path = f"{prefix}{local}"
+        if node.name is None and repeat == 0:
+            path = f"{prefix}{local}(repeat 0)"  # takes no index: keep clear of the next node
         node_trail = (*trail, node.label if node.name else local)
         op_name = node.call.name if node.call else (f"share:{node.share[0]}" if node.share else "?")
         info = NodeInfo(path, op_name, node.loc, node_trail, len(self.nodes))
@@ -414,8 +429,8 @@ class _Builder:
                 parent.steps.append(Step(copy_info, module, prev, self.factories.get(id(module))))
                 prev = ((len(parent.input_names) + len(parent.steps) - 1, None, None),)
             return prev[0][0]
-        if repeat != 1:
-            # Named + repeat: a container `name` holding copies name.0 ... name.{n-1}.
+        if node.name is not None and node.repeat is not None:
+            # Named + repeat (even 1): a container `name` holding copies name.0 ... name.{n-1}.
             container = SpecModule([f"in{i}" for i in range(max(len(inputs), 1))])
             first: tuple[Pick, ...] = tuple((j, None, None) for j in range(len(inputs)))
             for i, (copy_info, module) in enumerate(self.copies(
@@ -549,7 +564,8 @@ class _Builder:
             return None
         raw = {name: (Param(name, bound.arguments[name], p.loc) if name in bound.arguments else p)
                for name, p in block.params.items()}
-        benv = _LazyEnv(raw, env, self.problems)
+        # A block sees its own params and the spec's, never its caller's: blocks stay reusable.
+        benv = _LazyEnv(raw, self.spec_params, self.problems)
         benv.evaluate_all()
         return self.graph(block.graph, benv, prefix, (*trail, block.name), (*stack, block.name))
 
@@ -619,6 +635,7 @@ def build(spec: Spec, options: BuildOptions) -> Built:
         raise
     builder = _Builder(spec, options)
     builder.problems = problems
+    builder.spec_params = params
     root = builder.graph(spec.graph, params, "", (), ())
     problems.extend(check_ties(root, spec.ties))
     if problems:

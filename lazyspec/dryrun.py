@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -200,9 +201,12 @@ def bind_inputs(built: Built, given: Sequence[InputShape]) -> list[BoundInput]:
         flag = by_name.get(decl.name)
         if flag is None:
             if declared is None or not all(isinstance(d, int) for d in declared):
-                raise usage_error(f"no shape for input '{decl.name}'",
-                                  f"give one: --input {decl.name + '=' if len(decls) > 1 else ''}"
-                                  + ",".join(str(d) for d in declared or ["2", "20"]))
+                example = ",".join(str(d) if isinstance(d, int) else "2"
+                                   for d in declared or [2, 20])
+                shown = f" (declared [{', '.join(map(str, declared))}])" if declared else ""
+                raise usage_error(f"no shape for input '{decl.name}'{shown}",
+                                  f"give one, for example --input "
+                                  f"{decl.name + '=' if len(decls) > 1 else ''}{example}")
             shape = tuple(int(d) for d in declared)
         else:
             shape = flag.shape
@@ -401,6 +405,8 @@ def _failure_diagnostic(f: NodeFailure, built: Built) -> Diagnostic:
     notes.append(f"torch: {cause.splitlines()[0] if cause else type(f.cause).__name__}")
     is_shape = why is not None or isinstance(f.cause, (RuntimeError, ValueError, IndexError))
     what = "shape mismatch" if is_shape else "failure"
+    if why is None and re.search(r"dtype|scalar type|must have the same type", str(f.cause)):
+        what = "dtype mismatch"
     return Diagnostic("LS201", f"{what} in node '{info.path}' ({info.op})", info.loc,
                       trail=info.trail, notes=notes, hint=why[1] if why else None)
 

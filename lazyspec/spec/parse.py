@@ -421,9 +421,10 @@ def _parse_with_includes(path: Path, root: Path, stack: list[Path], depth: int,
     spec.sources[display] = text
     spec.problems.extend(parser.problems)
     real = path.resolve()
-    own_params, own_blocks = spec.params, spec.blocks
+    own_params, own_blocks, own_scales = spec.params, spec.blocks, spec.scales
     included_params: dict[str, Param] = {}
     included_blocks: dict[str, Block] = {}
+    included_scales: dict[str, dict[str, Param]] = {}
     for inc, loc in spec.includes:
         target = (path.parent / inc)
         problem = _include_problem(inc, target, root, [*stack, real], depth)
@@ -439,9 +440,11 @@ def _parse_with_includes(path: Path, root: Path, stack: list[Path], depth: int,
         spec.problems.extend(sub.problems)
         included_params.update(sub.params)
         included_blocks.update(sub.blocks)
+        included_scales.update(sub.scales)
     # The including file's own definitions win; later includes override earlier ones.
     spec.params = {**included_params, **own_params}
     spec.blocks = {**included_blocks, **own_blocks}
+    spec.scales = {**included_scales, **own_scales}
     return spec
 
 

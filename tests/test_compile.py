@@ -1,0 +1,117 @@
+"""Compilation rules: naming, scoping, repeat, when, share, params and includes."""
+
+from __future__ import annotations
+
+import pytest
+
+import lazyspec
+from lazyspec.errors import DryRunError, SpecError
+
+
+def names(spec_path, *inputs, **options):
+    return [(p.path, p.shape) for p in lazyspec.infer(spec_path, *inputs, **options).params]
+
+
+def test_named_repeat_keeps_its_container_even_for_one_copy(write_spec):
+    spec = write_spec("params: {n: 1}\nlayers:\n  - h: LazyLinear(4)\n    repeat: n\n")
+    assert names(spec, "2,3") == [("h.0.weight", (4, 3)), ("h.0.bias", (4,))]
+    assert names(spec, "2,3", params={"n": 2})[2:] == [("h.1.weight", (4, 4)), ("h.1.bias", (4,))]
+
+
+def test_unnamed_repeat_splices_indices(write_spec):
+    spec = write_spec("layers:\n  - LazyLinear(4)\n  - op: LazyLinear(4)\n    repeat: 2\n"
+                      "  - LazyLinear(2)\n")
+    assert [p for p, _ in names(spec, "2,3")] == [
+        "0.weight", "0.bias", "1.weight", "1.bias", "2.weight", "2.bias", "3.weight", "3.bias"]
+
+
+def test_unnamed_repeat_zero_takes_no_index(write_spec):
+    spec = write_spec("layers:\n  - LazyLinear(4)\n  - op: LazyLinear(9)\n    repeat: 0\n"
+                      "  - LazyLinear(2)\n")
+    result = lazyspec.infer(spec, "2,3")
+    assert [p.path for p in result.params] == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    paths = [n.path for n in result.nodes]
+    assert len(paths) == len(set(paths))  # the skipped node does not take the next node's name
+    skipped = next(n for n in result.nodes if n.skipped)
+    assert skipped.skipped == "repeat: 0" and skipped.params == 0
+
+
+def test_when_false_passes_the_input_through(write_spec):
+    spec = write_spec("params: {proj: false}\nlayers:\n  - LazyLinear(4)\n"
+                      "  - p: LazyLinear(8)\n    when: proj\n  - ReLU\n")
+    assert lazyspec.infer(spec, "2,3").outputs == [(2, 4)]
+    assert lazyspec.infer(spec, "2,3", params={"proj": True}).outputs == [(2, 8)]
+
+
+def test_blocks_see_their_params_and_the_specs_not_their_callers(write_spec):
+    spec = write_spec(
+        "params: {width: 4}\n"
+        "blocks:\n"
+        "  Inner:\n"
+        "    layers:\n"
+        "      - LazyLinear(width + hidden)\n"
+        "  Outer:\n"
+        "    params: {hidden: 3}\n"
+        "    layers:\n"
+        "      - Inner\n"
+        "layers:\n"
+        "  - Outer\n")
+    with pytest.raises(SpecError, match="undefined name 'hidden'"):
+        lazyspec.infer(spec, "2,3")
+
+
+def test_block_params_bind_by_position_and_keyword(write_spec):
+    spec = write_spec("blocks:\n  B:\n    params: {a: 1, b: 2}\n    layers:\n"
+                      "      - LazyLinear(a * 10 + b)\nlayers:\n  - B(3)\n  - B(b=5)\n")
+    result = lazyspec.infer(spec, "2,3")
+    assert [n.output for n in result.nodes if n.depth == 0] == [(2, 32), (2, 15)]
+
+
+def test_share_reuses_the_module(write_spec):
+    spec = write_spec("inputs: {a: [B, 3], b: [B, 3]}\nlayers:\n  - enc: LazyLinear(4)\n"
+                      "    in: a\n  - enc2:\n    share: enc\n    in: b\n  - op: Add\n"
+                      "    in: [enc, enc2]\n")
+    result = lazyspec.infer(spec, "a=2,3", "b=2,3")
+    assert [p.path for p in result.params] == ["enc.weight", "enc.bias"]
+    assert all(p.shared == "shared by enc2" for p in result.params)
+    assert result.totals.params == 16
+
+
+def test_tie_counts_once_and_checks_shapes(write_spec):
+    ok = write_spec("layers:\n  - a: Linear(4, 4)\n  - b: Linear(4, 4)\n"
+                    "tie: [[b.weight, a.weight]]\n", "ok.yaml")
+    result = lazyspec.infer(ok, "2,4")
+    assert result.totals.params == 16 + 4 + 4
+    assert "tied to b.weight" in (result.params[0].shared or "")
+    bad = write_spec("layers:\n  - a: Linear(4, 4)\n  - b: Linear(4, 3)\n"
+                     "tie: [[b.weight, a.weight]]\n", "bad.yaml")
+    with pytest.raises(SpecError, match="different shapes") as exc:
+        lazyspec.infer(bad, "2,4")
+    assert exc.value.diagnostics[0].location.line == 4
+
+
+def test_set_accepts_an_expression(cli, write_spec):
+    spec = write_spec("params: {base: 4, d: 8}\nlayers:\n  - LazyLinear(d)\n")
+    r = cli("infer", spec, "--input", "2,3", "--set", "d=${base * 3}")
+    assert r.code == 0 and "output: [2, 12]" in r.stdout
+    r = cli("infer", spec, "--input", "2,3", "--set", "d=${nope}")
+    assert r.code == 2 and "undefined name 'nope'" in r.stderr
+
+
+def test_scales_from_includes(write_spec):
+    write_spec("params: {d: 4}\nscales:\n  big: {d: 16}\n", "lib/base.yaml")
+    spec = write_spec("include: [lib/base.yaml]\nlayers:\n  - LazyLinear(d)\n")
+    assert lazyspec.infer(spec, "2,3").outputs == [(2, 4)]
+    assert lazyspec.infer(spec, "2,3", scale="big").outputs == [(2, 16)]
+
+
+def test_dtype_mismatch_is_called_so(write_spec):
+    spec = write_spec("layers:\n  - Linear(3, 4)\n")
+    with pytest.raises(DryRunError, match="dtype mismatch in node '0'"):
+        lazyspec.infer(spec, "2,3:float64", device="cpu")
+
+
+def test_missing_input_hint_is_runnable(cli, write_spec):
+    spec = write_spec("inputs: {x: [B, 16]}\nlayers:\n  - LazyLinear(4)\n")
+    r = cli("infer", spec)
+    assert r.code == 2 and "--input 2,16" in r.stderr and "declared [B, 16]" in r.stderr
