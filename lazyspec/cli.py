@@ -265,6 +265,33 @@ def infer(
         raise typer.Exit(outcome.exit_code)
 
 
+@app.command()
+def show(
+    spec: Annotated[Path, typer.Argument(help="The YAML model spec.")],
+    set_: SetOpt = None,
+    scale: ScaleOpt = None,
+    allow: AllowOpt = None,
+    format: FormatOpt = "table",
+    output_file: OutputFileOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """The model before any input: parameter shapes, with ? for sizes the data will fix."""
+    out = Output(format, output_file)
+    report = out.reporter()
+    overrides = parse_sets(set_)
+    settings = _config(config)
+
+    from lazyspec.compile import BuildOptions, build
+    from lazyspec.preview import preview
+    from lazyspec.spec.parse import parse_file
+
+    parsed = parse_file(spec)
+    _sources.update(parsed.sources)
+    built = build(parsed, BuildOptions(allow=settings.allow + tuple(allow or ()),
+                                       overrides=overrides, scale=scale))
+    out.emit(report.show(preview(built)), None)
+
+
 def _gate(paths: list[Path] | None, update: bool, lock: Path | None, input: list[str] | None,
           device: str, dtype: str, set_: list[str] | None, scale: str | None,
           allow: list[str] | None, out: Output, budgets: Any, config: Path | None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -164,9 +165,21 @@ class Built:
     options: BuildOptions
     ties: list[Tie]
 
-    def node_for_module(self) -> dict[str, NodeInfo]:
+    @cached_property
+    def owners(self) -> dict[str, NodeInfo]:
+        """Module path -> the node that built the module (shares excluded)."""
         return {n.module_path: n for n in self.nodes if n.module_path is not None
                 and n.shared_from is None}
+
+    def owner_of(self, module_path: str) -> NodeInfo | None:
+        """The innermost node whose module holds `module_path` (a module or parameter owner)."""
+        path = module_path
+        while True:
+            if path in self.owners:
+                return self.owners[path]
+            if not path:
+                return None
+            path = path.rpartition(".")[0]
 
 
 # --- params -------------------------------------------------------------------------------------

@@ -430,7 +430,6 @@ def _param_shapes(module: nn.Module | None) -> list[str]:
 def _result(built: Built, bound: Sequence[BoundInput], outputs: list[ShapeTree],
             tracer: Tracer) -> InferResult:
     model = built.module
-    owners = built.node_for_module()
     shared_by: dict[str, list[str]] = {}
     for n in built.nodes:
         if n.shared_from:
@@ -445,7 +444,7 @@ def _result(built: Built, bound: Sequence[BoundInput], outputs: list[ShapeTree],
     params: list[ParamRecord] = []
     for name, p in model.named_parameters():
         owner_path = name.rpartition(".")[0]
-        node = _owner(owners, owner_path)
+        node = built.owner_of(owner_path)
         module = model.get_submodule(owner_path) if owner_path else model
         count = p.numel()
         marks = []
@@ -497,12 +496,3 @@ def _prefixes(path: str) -> list[str]:
     """`a.b.c` -> [a.b.c, a.b, a]: a parameter belongs to every module above it."""
     parts = path.split(".") if path else []
     return [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
-
-
-def _owner(owners: dict[str, NodeInfo], path: str) -> NodeInfo | None:
-    while True:
-        if path in owners:
-            return owners[path]
-        if not path:
-            return None
-        path = path.rpartition(".")[0]

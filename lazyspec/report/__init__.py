@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from lazyspec.gate import GateReport
+    from lazyspec.preview import Preview
     from lazyspec.result import InferOutcome
 
 
@@ -16,6 +17,8 @@ class Reporter(Protocol):
     def infer(self, outcome: InferOutcome) -> str: ...
 
     def gate(self, report: GateReport) -> str: ...
+
+    def show(self, preview: Preview) -> str: ...
 
 
 FORMATS = ("table", "json", "markdown", "github")

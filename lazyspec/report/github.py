@@ -9,6 +9,7 @@ from lazyspec.errors import Diagnostic, Location
 
 if TYPE_CHECKING:
     from lazyspec.gate import GateReport
+    from lazyspec.preview import Preview
     from lazyspec.result import InferOutcome
 
 MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error annotations per step
@@ -53,6 +54,12 @@ class GithubReporter:
             t = outcome.result.totals
             lines.append(f"lazyspec: {outcome.spec}: {t.params:,} parameters, ok")
         return "".join(line + "\n" for line in lines)
+
+    def show(self, preview: Preview) -> str:
+        waiting = len(preview.unknown)
+        return (f"::notice title=lazyspec show::{escape_data(preview.spec)}: "
+                f"{preview.known_params:,} parameters known before any input, {waiting} "
+                "parameter tensors wait for it\n")
 
     def gate(self, report: GateReport) -> str:
         lines: list[str] = []

@@ -10,6 +10,7 @@ from lazyspec.errors import Diagnostic, Location
 
 if TYPE_CHECKING:
     from lazyspec.gate import GateReport, Outcome
+    from lazyspec.preview import Preview
     from lazyspec.result import InferOutcome, InferResult, Totals
 
 JSON_VERSION = 1
@@ -78,6 +79,14 @@ def gate_document(report: GateReport) -> dict[str, Any]:
             "unused": [{"spec": e.spec, "key": e.key} for e in report.unused]}
 
 
+def show_document(p: Preview) -> dict[str, Any]:
+    return {"version": JSON_VERSION, "command": "show", "spec": p.spec, "name": p.name,
+            "params": [{"path": x.path, "op": x.op, "shape": list(x.shape), "count": x.count,
+                        "tied": x.tied, "location": location(x.location)} for x in p.params],
+            "known_params": p.known_params, "unknown": p.unknown,
+            "lazy_modules": p.lazy_modules}
+
+
 class JsonReporter:
     machine = True
 
@@ -86,3 +95,6 @@ class JsonReporter:
 
     def gate(self, report: GateReport) -> str:
         return json.dumps(gate_document(report), indent=2) + "\n"
+
+    def show(self, preview: Preview) -> str:
+        return json.dumps(show_document(preview), indent=2) + "\n"

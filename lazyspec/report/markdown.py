@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lazyspec.errors import Diagnostic
-from lazyspec.report.table import cost_lines, fmt_bytes, fmt_shape
+from lazyspec.report.table import cost_lines, fmt_bytes, fmt_dims, fmt_shape
 
 if TYPE_CHECKING:
     from lazyspec.gate import GateReport
+    from lazyspec.preview import Preview
     from lazyspec.result import InferOutcome
 
 
@@ -50,6 +51,19 @@ class MarkdownReporter:
             lines += [f"{line}  " for line in cost_lines(r)]
         if outcome.diagnostics:
             lines += ["", *diagnostics_md(outcome.diagnostics)]
+        return "\n".join(lines) + "\n"
+
+    def show(self, preview: Preview) -> str:
+        lines = [f"### lazyspec show: `{preview.spec}`", "",
+                 "Before any input; `?` is a size the first pass of data will fix.", "",
+                 "| Parameter | Op | Shape | Count | Line |", "| --- | --- | --- | ---: | ---: |"]
+        for p in preview.params:
+            tied = f" (tied to `{p.tied}`)" if p.tied else ""
+            count = "?" if p.count is None else f"{p.count:,}"
+            line = p.location.line if p.location else ""
+            lines.append(f"| `{p.path}`{tied} | {p.op} | {fmt_dims(p.shape)} | {count} | {line} |")
+        lines += ["", f"Known now: {preview.known_params:,} parameters; {len(preview.unknown)} "
+                  "parameter tensors wait for the input."]
         return "\n".join(lines) + "\n"
 
     def gate(self, report: GateReport) -> str:

@@ -14,6 +14,7 @@ from lazyspec.result import InferOutcome, InferResult, ShapeTree
 
 if TYPE_CHECKING:
     from lazyspec.gate import GateReport
+    from lazyspec.preview import Preview
 
 
 def fmt_shape(shape: ShapeTree) -> str:
@@ -150,6 +151,29 @@ def render_gate(report: GateReport) -> RenderableType:
     return Group(table, Text("\n".join(lines)))
 
 
+def fmt_dims(shape: tuple[int | None, ...]) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def render_preview(p: Preview) -> RenderableType:
+    header = Text.assemble((p.name or p.spec, "bold"), f"  ({p.spec})\n",
+                           "before any input: ? is a size the first pass of data will fix")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("Parameter", overflow="fold")
+    table.add_column("Op", overflow="fold")
+    table.add_column("Shape", overflow="fold")
+    table.add_column("Count", justify="right")
+    table.add_column("Line", justify="right")
+    for param in p.params:
+        name = param.path + (f" (tied to {param.tied})" if param.tied else "")
+        count = "?" if param.count is None else f"{param.count:,}"
+        table.add_row(name, param.op, fmt_dims(param.shape), count, _line(param.location))
+    waiting = len(p.unknown)
+    summary = (f"known now: {p.known_params:,} parameters; {waiting} of {len(p.params)} "
+               "tensors wait for the input")
+    return Group(header, table, Text(summary))
+
+
 class TableReporter:
     """Human output; coloured only when asked (a terminal without NO_COLOR)."""
 
@@ -173,3 +197,6 @@ class TableReporter:
 
     def gate(self, report: GateReport) -> str:
         return self._text(render_gate(report))
+
+    def show(self, preview: Preview) -> str:
+        return self._text(render_preview(preview))
