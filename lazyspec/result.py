@@ -67,6 +67,14 @@ class Totals:
 
 
 @dataclass
+class MoreRun:
+    """A later input set run through the parameters the first one fixed."""
+
+    inputs: list[InputRecord]
+    outputs: list[ShapeTree]
+
+
+@dataclass
 class RunStats:
     """What a real forward pass cost, next to what the meta pass estimated."""
 
@@ -89,6 +97,7 @@ class InferResult:
     totals: Totals
     notes: list[str] = field(default_factory=list)
     run: RunStats | None = None  # measured on a real device (cpu, cuda); None on meta
+    more_runs: list[MoreRun] = field(default_factory=list)  # later input sets, same parameters
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

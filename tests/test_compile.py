@@ -115,3 +115,24 @@ def test_missing_input_hint_is_runnable(cli, write_spec):
     spec = write_spec("inputs: {x: [B, 16]}\nlayers:\n  - LazyLinear(4)\n")
     r = cli("infer", spec)
     assert r.code == 2 and "--input 2,16" in r.stderr and "declared [B, 16]" in r.stderr
+
+
+def test_several_input_shapes_share_the_first_runs_parameters(cli, write_spec):
+    from conftest import SPECS
+
+    result = lazyspec.infer(SPECS / "mlp.yaml", "2,20", "8,20")
+    assert result.outputs == [(2, 10)]
+    assert [m.outputs for m in result.more_runs] == [[(8, 10)]]
+    r = cli("infer", SPECS / "mlp.yaml", "--input", "2,20", "--input", "8,30")
+    assert r.code == 1
+    assert ":4:5: error[LS201]: shape mismatch in node '0'" in r.stderr
+    assert "fixed by the first input (input [2, 20])" in r.stderr
+    assert "[8, 30]" in r.stderr
+
+
+def test_several_input_sets_for_a_two_input_model():
+    from conftest import SPECS
+
+    result = lazyspec.infer(SPECS / "two_input.yaml", "a=2,32", "b=2,32", "a=5,32", "b=5,32")
+    assert [i.shape for i in result.more_runs[0].inputs] == [(5, 32), (5, 32)]
+    assert result.more_runs[0].outputs[0][0] == 5

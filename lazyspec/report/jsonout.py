@@ -37,7 +37,8 @@ def totals(t: Totals) -> dict[str, Any]:
 def result_fields(r: InferResult | None) -> dict[str, Any]:
     if r is None:
         return {"name": None, "device": None, "dtype": None, "inputs": [], "outputs": [],
-                "params": [], "nodes": [], "totals": None, "run": None, "notes": []}
+                "params": [], "nodes": [], "totals": None, "run": None, "more_runs": [],
+                "notes": []}
     return {
         "name": r.name, "device": r.device, "dtype": r.dtype,
         "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in r.inputs],
@@ -53,6 +54,9 @@ def result_fields(r: InferResult | None) -> dict[str, Any]:
                    "location": location(n.location)} for n in r.nodes],
         "totals": totals(r.totals),
         "run": asdict(r.run) if r.run else None,
+        "more_runs": [{"inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype}
+                                  for i in m.inputs],
+                       "outputs": [_shape(o) for o in m.outputs]} for m in r.more_runs],
         "notes": list(r.notes),
     }
 

@@ -107,7 +107,13 @@ def render_table(result: InferResult, depth: int | None = None) -> RenderableTyp
 
     t = result.totals
     outputs = ", ".join(fmt_shape(o) for o in result.outputs)
-    lines = [f"output: {outputs}",
+    lines = [f"output: {outputs}"]
+    for more in result.more_runs:
+        shapes = ", ".join(fmt_shape(i.shape) if len(more.inputs) == 1
+                           else f"{i.name} {fmt_shape(i.shape)}" for i in more.inputs)
+        lines.append(f"also at {shapes}: output "
+                     f"{', '.join(fmt_shape(o) for o in more.outputs)} (same parameters)")
+    lines += [
              f"parameters: {t.params:,} (trainable {t.trainable:,}), "
              f"{fmt_bytes(t.bytes)} at {result.dtype}"]
     if t.buffers:
