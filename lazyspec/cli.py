@@ -292,6 +292,14 @@ def show(
     out.emit(report.show(preview(built)), None)
 
 
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema (2020-12) of the spec language, for editors. Fast: no torch."""
+    from lazyspec.spec.schema import schema_json
+
+    sys.stdout.write(schema_json())
+
+
 def _gate(paths: list[Path] | None, update: bool, lock: Path | None, input: list[str] | None,
           device: str, dtype: str, set_: list[str] | None, scale: str | None,
           allow: list[str] | None, out: Output, budgets: Any, config: Path | None) -> None:

@@ -169,8 +169,17 @@ def _bytes(value: Any) -> int:
 @dataclass
 class BoundInput:
     name: str
-    shape: tuple[int, ...]
+    shape: tuple[int, ...]  # concrete: named dims take their hint
     dtype: str
+    dim_names: tuple[str | None, ...] = ()  # a name for each symbolic dim, None for a number
+
+    @property
+    def symbolic(self) -> bool:
+        return any(n is not None for n in self.dim_names)
+
+
+# Sizes a named dimension takes in the concrete pass that precedes the symbolic one.
+BATCH_HINT, DIM_HINT = 2, 64  # not 0 or 1, which torch specialises away
 
 
 def bind_inputs(built: Built, given: Sequence[InputShape]) -> list[BoundInput]:
@@ -196,29 +205,31 @@ def bind_inputs(built: Built, given: Sequence[InputShape]) -> list[BoundInput]:
         by_name[name] = g
     bound: list[BoundInput] = []
     problems: list[Diagnostic] = []
-    dims: dict[str, tuple[int, str]] = {}
+    dims: dict[str, tuple[int | str, str]] = {}
+    hints: dict[str, int] = {}
     for decl in decls:
         declared = _declared_shape(decl, built.params)
         flag = by_name.get(decl.name)
         if flag is None:
-            if declared is None or not all(isinstance(d, int) for d in declared):
-                example = ",".join(str(d) if isinstance(d, int) else "2"
-                                   for d in declared or [2, 20])
-                shown = f" (declared [{', '.join(map(str, declared))}])" if declared else ""
-                raise usage_error(f"no shape for input '{decl.name}'{shown}",
+            if declared is None or not all(isinstance(d, (int, str)) for d in declared):
+                raise usage_error(f"no shape for input '{decl.name}'",
                                   f"give one, for example --input "
-                                  f"{decl.name + '=' if len(decls) > 1 else ''}{example}")
-            shape = tuple(int(d) for d in declared)
+                                  f"{decl.name + '=' if len(decls) > 1 else ''}2,20")
+            wanted: tuple[int | str, ...] = tuple(declared)  # declared names stay symbolic
         else:
-            shape = flag.shape
+            wanted = flag.shape
             if declared is not None:
-                problems.extend(_check_declared(decl, declared, shape, dims))
+                problems.extend(_check_declared(decl, declared, wanted, dims))
         dtype = (flag.dtype if flag and flag.dtype else decl.dtype) or built.options.dtype
         if dtype not in DTYPES:
             problems.append(Diagnostic("LS146", f"input '{decl.name}': unknown dtype '{dtype}'",
                                        decl.loc, hint=did_you_mean(dtype, DTYPES)))
             continue
-        bound.append(BoundInput(decl.name, shape, DTYPES[dtype][0]))
+        shape = tuple(d if isinstance(d, int) else
+                      hints.setdefault(d, BATCH_HINT if i == 0 else DIM_HINT)
+                      for i, d in enumerate(wanted))
+        dim_names = tuple(d if isinstance(d, str) else None for d in wanted)
+        bound.append(BoundInput(decl.name, shape, DTYPES[dtype][0], dim_names))
     if problems:
         raise SpecError(problems)
     return bound
@@ -237,8 +248,8 @@ def _declared_shape(decl: InputDecl, params: Mapping[str, Any]) -> list[Any] | N
     return out
 
 
-def _check_declared(decl: InputDecl, declared: list[Any], shape: tuple[int, ...],
-                    dims: dict[str, tuple[int, str]]) -> list[Diagnostic]:
+def _check_declared(decl: InputDecl, declared: list[Any], shape: tuple[int | str, ...],
+                    dims: dict[str, tuple[int | str, str]]) -> list[Diagnostic]:
     shown = "[" + ", ".join(map(str, declared)) + "]"
     if len(declared) != len(shape):
         return [Diagnostic("LS202", f"input '{decl.name}' is declared {shown} "
@@ -246,7 +257,7 @@ def _check_declared(decl: InputDecl, declared: list[Any], shape: tuple[int, ...]
                            decl.loc, hint=f"give {len(declared)} dimensions")]
     out = []
     for i, (want, got) in enumerate(zip(declared, shape, strict=True)):
-        if isinstance(want, int) and want != got:
+        if isinstance(want, int) and isinstance(got, int) and want != got:
             out.append(Diagnostic("LS202", f"input '{decl.name}' dimension {i} is declared "
                                   f"{want} but was given {got}", decl.loc))
         elif isinstance(want, str):
@@ -273,9 +284,27 @@ def make_inputs(bound: Sequence[BoundInput], device: torch.device) -> list[torch
 
 
 def run(built: Built, given: Sequence[InputShape]) -> InferResult:
-    """Dry-run a compiled model; raise DryRunError at the first failing node."""
+    """Dry-run a compiled model; raise DryRunError at the first failing node. Named input
+    dimensions add a symbolic pass after the concrete one."""
     bound, outputs, tracer = _forward(built, given)
-    return _result(built, bound, outputs, tracer)
+    result = _result(built, bound, outputs, tracer)
+    if any(b.symbolic for b in bound):
+        _add_symbolic(result, built, bound)
+    return result
+
+
+def _add_symbolic(result: InferResult, built: Built, bound: Sequence[BoundInput]) -> None:
+    from lazyspec.symbolic import symbolic_pass
+
+    sym = symbolic_pass(built, bound)
+    order = {n.path: n.order for n in built.nodes}
+    for node in result.nodes:
+        node.symbolic = sym.outputs.get(order[node.path])
+    result.symbols = sym.symbols
+    result.symbolic_outputs = sym.model_outputs
+    result.notes += sym.constraints
+    if sym.error:
+        result.notes.append(f"symbolic shapes unavailable: {sym.error}")
 
 
 def split_runs(spec: Spec, given: Sequence[InputShape]) -> list[list[InputShape]]:
@@ -337,6 +366,8 @@ def _first_run(spec: Spec, options: BuildOptions,
     bound, outputs, tracer = _forward(built, given)
     result = _result(built, bound, outputs, tracer)
     result.run = RunStats(estimate, available, _peak_bytes(device), tracer.seconds)
+    if any(b.symbolic for b in bound):
+        _add_symbolic(result, built, bound)
     return built, result
 
 

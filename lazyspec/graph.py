@@ -127,6 +127,59 @@ def format_shape(shape: ShapeTree) -> str | None:
     return str(shape)
 
 
+def parse_shape(text: str) -> ShapeTree:
+    """A shape as reports print it, back to a tree: `[B, 16, (H//2)]` -> ("B", "16", "(H//2)"),
+    `([B, T, 64], [B, T, 64])` -> a list of two; anything else stays text."""
+    text = text.strip()
+    if len(text) >= 2 and (text[0], text[-1]) in (("[", "]"), ("(", ")")):
+        parts = _split_top(text[1:-1])
+        if text[0] == "[":
+            return tuple(parts)
+        return [parse_shape(p) for p in parts]
+    return text
+
+
+def _split_top(text: str) -> list[str]:
+    """Split at the commas outside any brackets."""
+    parts, level, start = [], 0, 0
+    for i, c in enumerate(text):
+        if c in "([":
+            level += 1
+        elif c in ")]":
+            level -= 1
+        elif c == "," and level == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    last = text[start:].strip()
+    return [*parts, last] if parts or last else []
+
+
+def _node_shape(record: Any) -> ShapeTree:
+    """A node's output shape: in the input's named dims when the run had them, else sizes."""
+    symbolic = getattr(record, "symbolic", None)
+    return parse_shape(symbolic) if isinstance(symbolic, str) and symbolic else record.output
+
+
+def _input_shapes(built: Built, result: InferResult) -> dict[str, ShapeTree]:
+    """Each input's shape; with named dims (a symbolic run), the names where the spec declares
+    them and the run kept them symbolic, so the input's edges read like the nodes' ones."""
+    symbols = getattr(result, "symbols", None) or {}
+    declared = {d.name: d.shape for d in built.spec.graph.inputs}
+    shapes: dict[str, ShapeTree] = {}
+    for record in result.inputs:
+        symbolic = getattr(record, "symbolic", None)
+        if isinstance(symbolic, str) and symbolic:
+            shapes[record.name] = parse_shape(symbolic)
+            continue
+        shape: tuple[Any, ...] = tuple(record.shape)
+        dims = declared.get(record.name)
+        if symbols and dims is not None and len(dims) == len(shape):
+            shape = tuple(d if isinstance(d, str) and d in symbols else size
+                          for d, size in zip(dims, shape, strict=True))
+        shapes[record.name] = shape
+    return shapes
+
+
 # --- building -----------------------------------------------------------------------------------
 
 
@@ -173,8 +226,8 @@ class _Builder:
         self.shapes: dict[str, ShapeTree] = {}
         self.input_shapes: dict[str, ShapeTree] = {}
         if result is not None:
-            self.shapes = {n.path: n.output for n in result.nodes}
-            self.input_shapes = {i.name: tuple(i.shape) for i in result.inputs}
+            self.shapes = {n.path: _node_shape(n) for n in result.nodes}
+            self.input_shapes = _input_shapes(built, result)
         self.ids: set[str] = set()
         self.edges: list[Edge] = []
 
@@ -280,7 +333,8 @@ def graph_for(spec_path: str | os.PathLike[str], inputs: Sequence[InputLike] = (
     """`lazyspec graph` as a function: load, compile and draw the spec.
 
     Shapes are on the edges when `inputs` are given, or when the spec declares every dimension
-    of every input (as `infer` runs without `--input` then). `build_options` are those of
+    of every input as a number. Named dimensions (`--input B,3,H,W`) show as names where the
+    dry run gives symbolic shapes. `build_options` are those of
     `LoadedSpec.build`: device, dtype, params, scale, allow.
     """
     from lazyspec import dryrun
@@ -294,9 +348,11 @@ def graph_for(spec_path: str | os.PathLike[str], inputs: Sequence[InputLike] = (
     given = [to_input(i) for i in inputs]
     if not given:
         try:
-            dryrun.bind_inputs(built, [])
+            bound = dryrun.bind_inputs(built, [])
         except UsageError:  # some dimension is known only from --input: draw without shapes
-            return render_graph(built, None, fmt, depth)
+            bound = None
+        if bound is None or any(getattr(b, "symbolic", False) for b in bound):
+            return render_graph(built, None, fmt, depth)  # shapes only from numbers or --input
     if options.device == "meta":
         result = dryrun.run(built, given)
     else:  # a real device: infer's memory check first, on a build of its own

@@ -39,10 +39,11 @@ def canonical_dtype(name: str, what: str = "dtype") -> str:
 
 @dataclass(frozen=True)
 class InputShape:
-    """One `--input` flag: an optional name, a concrete shape and an optional dtype."""
+    """One `--input` flag: an optional name, a shape (numbers, or names for symbolic dims) and
+    an optional dtype."""
 
     name: str | None
-    shape: tuple[int, ...]
+    shape: tuple[int | str, ...]
     dtype: str | None  # None: the spec's declared dtype, else the parameter dtype
 
     def __str__(self) -> str:
@@ -65,12 +66,14 @@ def parse_input(text: str) -> InputShape:
     parts = [p.strip() for p in re.split(r"[,\s]+", dims_text) if p.strip()] if dims_text else []
     if not parts:
         raise usage_error(f"--input '{text}' has no dimensions", "for example --input 2,20")
-    shape: list[int] = []
+    shape: list[int | str] = []
     for p in parts:
+        if re.fullmatch(r"[A-Za-z_]\w*", p):
+            shape.append(p)  # a named, symbolic dimension
+            continue
         if not re.fullmatch(r"\d+", p):
-            hint = ("symbolic dimensions are not supported yet: give numbers"
-                    if re.fullmatch(r"[A-Za-z_]\w*", p) else "dimensions are whole numbers >= 0")
-            raise usage_error(f"bad dimension '{p}' in --input '{text}'", hint)
+            raise usage_error(f"bad dimension '{p}' in --input '{text}'",
+                              "dimensions are whole numbers >= 0 or names (B,3,H,W)")
         value = int(p)
         if value > MAX_DIM:
             raise usage_error(f"dimension {p} in --input '{text}' is too large", None)

@@ -47,6 +47,7 @@ class NodeRecord:
     flops: int | None = 0  # None: an op ran that the counter cannot count (see unknown_ops)
     unknown_ops: list[str] = field(default_factory=list)
     activation_bytes: int = 0  # bytes of the tensors it returned
+    symbolic: str | None = None  # its output shape in the input's named dims, e.g. [B, 64, H]
 
 
 @dataclass
@@ -98,6 +99,8 @@ class InferResult:
     notes: list[str] = field(default_factory=list)
     run: RunStats | None = None  # measured on a real device (cpu, cuda); None on meta
     more_runs: list[MoreRun] = field(default_factory=list)  # later input sets, same parameters
+    symbols: dict[str, int] = field(default_factory=dict)  # named dims -> size in the concrete pass
+    symbolic_outputs: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

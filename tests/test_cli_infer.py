@@ -106,7 +106,8 @@ def test_missing_file_exits_2(cli, tmp_path):
 
 
 def test_bad_flag_values_exit_2(cli):
-    assert cli("infer", SPECS / "mlp.yaml", "--input", "2,x").code == 2
+    assert cli("infer", SPECS / "mlp.yaml", "--input", "2,2.5").code == 2
+    assert cli("infer", SPECS / "mlp.yaml", "--input", "2,-3").code == 2
     assert cli("infer", SPECS / "mlp.yaml", "--input", "2,20", "--dtype", "float33").code == 2
     assert cli("infer", SPECS / "mlp.yaml", "--input", "2,20", "--device", "tpu").code == 2
     assert cli("infer", SPECS / "mlp.yaml", "--no-such-flag").code == 2
@@ -165,7 +166,7 @@ def _run_without_torch(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_help_and_version_do_not_import_torch():
-    for args in (["--help"], ["--version"], ["infer", "--help"]):
+    for args in (["--help"], ["--version"], ["infer", "--help"], ["schema"]):
         p = _run_without_torch(*args)
         assert p.returncode == 0, p.stderr
         assert "lazyspec" in p.stdout or "Usage" in p.stdout

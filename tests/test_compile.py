@@ -111,10 +111,11 @@ def test_dtype_mismatch_is_called_so(write_spec):
         lazyspec.infer(spec, "2,3:float64", device="cpu")
 
 
-def test_missing_input_hint_is_runnable(cli, write_spec):
-    spec = write_spec("inputs: {x: [B, 16]}\nlayers:\n  - LazyLinear(4)\n")
-    r = cli("infer", spec)
-    assert r.code == 2 and "--input 2,16" in r.stderr and "declared [B, 16]" in r.stderr
+def test_missing_input_is_a_usage_error_with_a_runnable_hint(cli, write_spec):
+    r = cli("infer", write_spec("layers:\n  - LazyLinear(4)\n"))
+    assert r.code == 2 and "no shape for input 'input'" in r.stderr and "--input 2,20" in r.stderr
+    r = cli("infer", write_spec("inputs: {x: [B, 16]}\nlayers:\n  - LazyLinear(4)\n", "d.yaml"))
+    assert r.code == 0 and "output: [B, 4]" in r.stdout  # declared names run symbolically
 
 
 def test_several_input_shapes_share_the_first_runs_parameters(cli, write_spec):

@@ -29,11 +29,11 @@ def _mermaid_text(text: str) -> str:
     text = (text.replace("#", "#35;").replace('"', "#quot;").replace("<", "#lt;")
             .replace(">", "#gt;").replace("&", "#amp;").replace("`", "#96;"))
     # Mermaid reads `direction TB` anywhere on a line as a statement, even in quotes.
-    return re.sub(r"direction(?=\s)", "direction#32;", text).replace("#32; ", "#32;")
+    return re.sub(r"direction\s", "direction#32;", text)
 
 
 def _mermaid_comment(text: str) -> str:
-    return " ".join(text.split()).lstrip("{")  # `%%{` would start a directive
+    return " ".join(text.split())  # one line; after `%% `, a `{` starts no directive
 
 
 def _mermaid_node(node: GraphNode) -> str:

@@ -38,7 +38,7 @@ def result_fields(r: InferResult | None) -> dict[str, Any]:
     if r is None:
         return {"name": None, "device": None, "dtype": None, "inputs": [], "outputs": [],
                 "params": [], "nodes": [], "totals": None, "run": None, "more_runs": [],
-                "notes": []}
+                "symbols": {}, "symbolic_outputs": [], "notes": []}
     return {
         "name": r.name, "device": r.device, "dtype": r.dtype,
         "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in r.inputs],
@@ -50,10 +50,11 @@ def result_fields(r: InferResult | None) -> dict[str, Any]:
         "nodes": [{"path": n.path, "op": n.op, "depth": n.depth, "output": _shape(n.output),
                    "skipped": n.skipped, "shared_from": n.shared_from, "params": n.params,
                    "flops": n.flops, "unknown_ops": n.unknown_ops,
-                   "activation_bytes": n.activation_bytes,
+                   "activation_bytes": n.activation_bytes, "symbolic": n.symbolic,
                    "location": location(n.location)} for n in r.nodes],
         "totals": totals(r.totals),
         "run": asdict(r.run) if r.run else None,
+        "symbols": dict(r.symbols), "symbolic_outputs": list(r.symbolic_outputs),
         "more_runs": [{"inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype}
                                   for i in m.inputs],
                        "outputs": [_shape(o) for o in m.outputs]} for m in r.more_runs],

@@ -92,8 +92,8 @@ def render_table(result: InferResult, depth: int | None = None) -> RenderableTyp
         if n.shared_from:
             op += f" (shares {n.shared_from})"
         flops = "" if n.flops == 0 or n.skipped else fmt_count(n.flops)
-        nodes.add_row(indent + label, op, fmt_shape(n.output), f"{n.params:,}" if n.params else "",
-                      flops)
+        shape = n.symbolic or fmt_shape(n.output)
+        nodes.add_row(indent + label, op, shape, f"{n.params:,}" if n.params else "", flops)
 
     params = Table(box=box.SIMPLE_HEAD, title="Parameters", title_justify="left", pad_edge=False)
     params.add_column("Parameter", overflow="fold")
@@ -106,8 +106,12 @@ def render_table(result: InferResult, depth: int | None = None) -> RenderableTyp
         params.add_row(name, p.op, fmt_shape(p.shape), f"{p.count:,}", _line(p.location))
 
     t = result.totals
-    outputs = ", ".join(fmt_shape(o) for o in result.outputs)
+    outputs = ", ".join(result.symbolic_outputs or [fmt_shape(o) for o in result.outputs])
     lines = [f"output: {outputs}"]
+    if result.symbols:
+        hints = ", ".join(f"{n}={v}" for n, v in result.symbols.items())
+        lines.append(f"symbolic dims {', '.join(result.symbols)}; sizes, FLOPs and memory below "
+                     f"are at {hints}")
     for more in result.more_runs:
         shapes = ", ".join(fmt_shape(i.shape) if len(more.inputs) == 1
                            else f"{i.name} {fmt_shape(i.shape)}" for i in more.inputs)
