@@ -293,6 +293,35 @@ def show(
 
 
 @app.command()
+def graph(
+    spec: Annotated[Path, typer.Argument(help="The YAML model spec.")],
+    input: InputOpt = None,
+    format: Annotated[str, typer.Option(
+        "--format", "-f", help="mermaid (renders on GitHub) or dot (Graphviz).")] = "mermaid",
+    depth: DepthOpt = None,
+    set_: SetOpt = None,
+    scale: ScaleOpt = None,
+    allow: AllowOpt = None,
+    output_file: OutputFileOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """The architecture as a diagram; with --input, the shapes ride on the edges."""
+    from lazyspec.inputs import parse_input
+
+    if format not in ("mermaid", "dot"):
+        raise usage_error(f"unknown graph format '{format}'", "use mermaid or dot")
+    inputs = [parse_input(i) for i in input or []]
+    overrides = parse_sets(set_)
+    settings = _config(config)
+
+    from lazyspec.graph import graph_for
+
+    text = graph_for(spec, inputs, fmt=format, depth=depth, params=overrides, scale=scale,
+                     allow=settings.allow + tuple(allow or ()))
+    Output(format, output_file).emit(text, None)
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema (2020-12) of the spec language, for editors. Fast: no torch."""
     from lazyspec.spec.schema import schema_json

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 import keyword
 import math
 import os
@@ -18,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import yaml
@@ -51,6 +52,7 @@ class Call:
     cls: type[nn.Module]
     args: tuple[Any, ...]
     kwargs: tuple[tuple[str, Any], ...]
+    lazy_inside: bool = False  # a class from an allowed package that builds lazy layers itself
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class Node:
     local: str  # its name in the parent: "fc", "3", "3(repeat 0)"
     named: bool
     inputs: tuple[Pick, ...]
-    kind: str
+    kind: Literal["op", "block", "repeat", "share", "skip"]
     call: Call | None = None  # op; repeat of an op
     block: str | None = None  # block: its generated block; repeat of a block
     count: int = 1  # repeat: copies; skip: list indices it takes (0 for `repeat: 0`)
@@ -84,6 +86,14 @@ class Plan:
     blocks: dict[str, Body]  # generated name -> body, each after the blocks it uses
     first_block: dict[str, str]  # the spec's block name -> its first generated block
 
+    def notes(self) -> list[str]:
+        """What the explicit forms cannot make explicit."""
+        lazy = sorted({n.call.op for b in [self.root, *self.blocks.values()] for n in b.nodes
+                       if n.call is not None and n.call.lazy_inside})
+        return [f"Note: {op} builds lazy layers of its own; they take their sizes on the "
+                "model's first forward pass (run one batch before loading a state dict)."
+                for op in lazy]
+
 
 _REPEAT_OP = re.compile(r".+ x\d+")  # NodeInfo.op of a named `repeat:` container
 _INDEX = re.compile(r"(\d+)(\(repeat 0\))?")  # the local name of an unnamed node
@@ -94,14 +104,14 @@ _PY_RESERVED = frozenset({*keyword.kwlist, *keyword.softkwlist, "torch", "nn", "
 
 
 def _plan(built: Built, reserved: frozenset[str]) -> Plan:
-    planner = _Planner(built, reserved)
+    planner = _Planner(reserved)
     root = planner.body(built.module)
     return Plan(root, planner.blocks, planner.first_block)
 
 
 class _Planner:
-    def __init__(self, built: Built, reserved: frozenset[str]):
-        self.built, self.reserved = built, reserved
+    def __init__(self, reserved: frozenset[str]):
+        self.reserved = reserved
         self.blocks: dict[str, Body] = {}
         self.first_block: dict[str, str] = {}
         self.by_key: dict[tuple[str, str], str] = {}
@@ -161,11 +171,11 @@ class _Planner:
 
     def fresh(self, base: str) -> str:
         stem = base if NAME_RE.match(base) else "Block"
-        for n in range(1, len(self.blocks) + 2):
+        for n in itertools.count(1):
             name = stem if n == 1 else f"{stem}_{n}"
             if name not in self.blocks and name not in self.reserved:
                 return name
-        raise AssertionError("unreachable: fewer names are taken than tried")
+        raise AssertionError("unreachable")
 
 
 def _indices_taken(steps: list[Step], i: int) -> int:
@@ -175,12 +185,10 @@ def _indices_taken(steps: list[Step], i: int) -> int:
     m = _INDEX.fullmatch(steps[i].info.path.rsplit(".", 1)[-1])
     if m is None or m.group(2):
         return 0
-    named_between = 0
-    for step in steps[i + 1:]:
+    for named_between, step in enumerate(steps[i + 1:]):
         later = _INDEX.fullmatch(step.info.path.rsplit(".", 1)[-1])
         if later:
             return int(later.group(1)) - int(m.group(1)) - named_between
-        named_between += 1
     return 1  # nothing after it shows the numbering
 
 
@@ -192,7 +200,10 @@ def _explicit_call(step: Step) -> Call:
         raise ExportError(f"node '{step.info.path}' has no op to write")
     cls = factory.cls
     if not issubclass(cls, LazyModuleMixin):
-        return Call(_op_name(cls, step.info.op), cls, factory.args, tuple(factory.kwargs.items()))
+        inside = _op_name(cls, "") != cls.__name__ and any(
+            isinstance(m, LazyModuleMixin) for m in factory(torch.device("meta")).modules())
+        return Call(_op_name(cls, step.info.op), cls, factory.args, tuple(factory.kwargs.items()),
+                    inside)
     if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():
         raise ExportError(f"node '{step.info.path}' ({step.info.op}) is still lazy: export after "
                           "a dry run that reaches it")
@@ -215,6 +226,10 @@ def _non_lazy(step: Step, lazy: type[nn.Module], target: type[nn.Module],
         raise ExportError(f"{lazy.__name__} takes *args or **kwargs: cannot map its arguments "
                           f"onto {target.__name__}")
     given = lazy_sig.bind(*step.factory.args, **step.factory.kwargs).arguments
+    lost = [name for name in given if name not in target_sig.parameters]
+    if lost:
+        raise ExportError(f"node '{step.info.path}': {target.__name__} has no argument "
+                          f"{', '.join(map(repr, lost))} of {lazy.__name__}")
     positional = set(list(lazy_sig.parameters)[:len(step.factory.args)])
     values: dict[str, Any] = {}
     inferred: set[str] = set()
@@ -401,7 +416,7 @@ def explicit_spec(built: Built, result: InferResult) -> str:
         doc["tie"] = [_Flow([t.target, t.source]) for t in built.ties]
     text = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10**9,
                      default_flow_style=False)
-    return _header(built, result, "# ") + _spaced(text)
+    return _header(built, result, "# ", plan.notes()) + _spaced(text)
 
 
 def _spaced(text: str) -> str:
@@ -421,7 +436,7 @@ def _spaced(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def _header(built: Built, result: InferResult, prefix: str) -> str:
+def _header(built: Built, result: InferResult, prefix: str, notes: list[str]) -> str:
     runs = " ".join(f"--input {r.name}={','.join(map(str, r.shape))}:{r.dtype}"
                     for r in result.inputs)
     options = [runs]
@@ -429,7 +444,8 @@ def _header(built: Built, result: InferResult, prefix: str) -> str:
         options.append(f"--scale {built.options.scale}")
     options += [f"--set {k}={v}" for k, v in built.options.overrides.items()]
     lines = [f"Exported by `lazyspec export` from {built.spec.path} ({' '.join(options)}).",
-             "Every size the dry run inferred is written out; parameter names are the spec's."]
+             "Every size the dry run inferred is written out; parameter names are the spec's.",
+             *notes]
     return "".join(f"{prefix}{line}\n" for line in lines)
 
 
@@ -525,7 +541,7 @@ def _inline_ops() -> dict[str, Callable[[list[str], dict[str, Any]], str]]:
     return {
         "Add": lambda xs, a: " + ".join(xs),
         "Mul": lambda xs, a: " * ".join(xs),
-        "Concat": lambda xs, a: f"torch.cat(({', '.join(xs)},), dim={a['dim']!r})",
+        "Concat": lambda xs, a: f"torch.cat([{', '.join(xs)}], dim={a['dim']!r})",
         "Chunk": lambda xs, a: f"torch.chunk({xs[0]}, {a['n']!r}, dim={a['dim']!r})",
         "Split": lambda xs, a: f"torch.split({xs[0]}, {_py_literal(a['sizes'])}, dim={a['dim']!r})",
         "Reshape": lambda xs, a: f"torch.reshape({xs[0]}, {_py_literal(tuple(a['shape']))})",
@@ -590,8 +606,8 @@ def pytorch_code(built: Built, result: InferResult, class_name: str = "Model") -
     doc = f"{built.spec.name or 'The model'}: inputs {shapes}; output {outs}."
     ties = [_tie_line(t.target, t.source) for t in built.ties]
     classes.append(writer.cls(class_name, plan.root, doc, ties))
-    head = _header(built, result, "").splitlines()
-    lines = ['"""' + _doc(head[0]), "", _doc(head[1]) + '"""', "",
+    head = [_doc(line) for line in _header(built, result, "", plan.notes()).splitlines()]
+    lines = ['"""' + head[0], "", *head[1:-1], head[-1] + '"""', "",
              "from __future__ import annotations", ""]
     imports = ["import torch"]
     if writer.uses_f:
@@ -631,8 +647,8 @@ class _CodeWriter:
         self.uses_chain = False
 
     def cls(self, name: str, body: Body, doc: str, ties: list[str]) -> str:
-        init = [self.register(node) for node in body.nodes]
-        init = [line for line in init if line] + ties
+        built = [self.register(node) for node in body.nodes]
+        init = [line for line in built if line] + ties
         lines = [f"class {name}(nn.Module):", f'    """{_doc(doc)}"""', "",
                  "    def __init__(self) -> None:", "        super().__init__()",
                  *(f"        {line}" for line in init), "",
@@ -780,10 +796,11 @@ def init_state_dict(module: nn.Module, init: str, seed: int | None) -> dict[str,
     dict: the spec's parameter and buffer names, real values.
 
     Every layer is first reset as PyTorch builds it (`reset_parameters()`, children before
-    parents; batch-norm running statistics too). Then, unless `init` is `default`, every weight
-    (a parameter with two or more dimensions: linear, convolution, embedding) gets the scheme and
-    every bias is zero, as D2L's `apply_init` does; norm layers keep their scale of one. With a
-    seed, the values depend only on the seed and the model (the global RNG is left untouched).
+    parents; batch-norm running statistics too; a parameter of a layer with no reset method is
+    set as nn.Linear sets its own). Then, unless `init` is `default`, every weight (a parameter
+    with two or more dimensions: linear, convolution, embedding) gets the scheme and every bias
+    is zero, as D2L's `apply_init` does; norm layers keep their scale of one. With a seed, the
+    values depend only on the seed and the model (the global RNG is left untouched).
     """
     scheme = parse_init(init)
     tensors = [*module.parameters(), *module.buffers()]
@@ -796,19 +813,42 @@ def init_state_dict(module: nn.Module, init: str, seed: int | None) -> dict[str,
     with rng, torch.no_grad():
         if seed is not None:
             torch.manual_seed(seed)
-        for m in _children_first(module):
-            reset = getattr(m, "reset_parameters", None)
-            if callable(reset):
-                reset()
-        if scheme.name != "default":
-            apply = _weight_init(scheme)
-            for name, p in module.named_parameters():  # a shared or tied parameter once
-                leaf = name.rpartition(".")[2]
-                if leaf == "bias" or leaf.endswith("_bias"):
-                    p.zero_()
-                elif p.dim() >= 2:
-                    apply(p)
+        covered = _reset(module)
+        apply = None if scheme.name == "default" else _weight_init(scheme)
+        for name, p in module.named_parameters():  # a shared or tied parameter once
+            leaf = name.rpartition(".")[2]
+            if apply is not None and (leaf == "bias" or leaf.endswith("_bias")):
+                p.zero_()
+            elif apply is not None and p.dim() >= 2:
+                apply(p)
+            elif id(p) not in covered:  # no reset method: as nn.Linear would, so a seed fixes it
+                _fallback_init(leaf, p)
     return dict(module.state_dict())
+
+
+def _reset(module: nn.Module) -> set[int]:
+    """Reset every layer as PyTorch builds it; the ids of the parameters that were reset."""
+    covered: set[int] = set()
+    for m in _children_first(module):
+        reset = getattr(m, "reset_parameters", None)
+        if callable(reset):
+            reset()
+            covered.update(id(p) for p in m.parameters(recurse=False))
+            continue
+        reset = getattr(m, "_reset_parameters", None)  # nn.MultiheadAttention, nn.Transformer
+        if callable(reset):
+            reset()
+            covered.update(id(p) for p in m.parameters())
+    return covered
+
+
+def _fallback_init(leaf: str, p: torch.Tensor) -> None:
+    if leaf == "bias" or leaf.endswith("_bias"):
+        nn.init.zeros_(p)
+    elif p.dim() >= 2:
+        nn.init.kaiming_uniform_(p, a=math.sqrt(5))
+    else:
+        nn.init.ones_(p)
 
 
 def _children_first(module: nn.Module, seen: set[int] | None = None) -> Iterator[nn.Module]:
