@@ -271,6 +271,9 @@ SMALL = {
     "gpt2.yaml": (("2,16:int64",), "tiny"),
     "unet.yaml": (("1,3,32,32",), None),
     "two_input.yaml": (("a=2,32", "b=2,32"), None),
+    "llama2-7b.yaml": (("2,16:int64",), "tiny"),
+    "llama2-70b.yaml": (("2,16:int64",), "tiny"),
+    "synthetic-1000.yaml": (("2,64",), "tiny"),
 }
 BUNDLED = sorted(p.name for p in SPECS.glob("*.yaml"))
 
