@@ -68,6 +68,36 @@ def _line(loc: Any) -> str:
     return str(loc.line) if loc is not None else ""
 
 
+# Past this many rows rich's layout costs seconds (a 5,000-node spec): print plain aligned columns.
+RICH_MAX_ROWS = 400
+
+
+def _table(title: str | None, columns: list[tuple[str, str]],
+           rows: list[tuple[str, ...]]) -> RenderableType:
+    """A table in rich's SIMPLE_HEAD style; columns are (heading, "left" | "right")."""
+    if len(rows) <= RICH_MAX_ROWS:
+        table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False)
+        for heading, justify in columns:
+            if justify == "right":
+                table.add_column(heading, justify="right", no_wrap=True)
+            else:
+                table.add_column(heading, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        return table
+    widths = [max(len(heading), *(len(r[i]) for r in rows))
+              for i, (heading, _) in enumerate(columns)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "   ".join(c.rjust(w) if j == "right" else c.ljust(w)
+                          for c, w, (_, j) in zip(cells, widths, columns, strict=True)).rstrip()
+
+    rule = "─" * (sum(widths) + 3 * (len(widths) - 1))
+    out = [title or "", line(tuple(h for h, _ in columns)), rule]
+    out += [line(r) for r in rows]
+    return Text("\n".join(out) + "\n")
+
+
 def render_table(result: InferResult, depth: int | None = None) -> RenderableType:
     title = result.name or result.spec
     inputs = ", ".join(f"{i.name} [{', '.join(map(str, i.shape))}] {i.dtype}"
@@ -75,12 +105,7 @@ def render_table(result: InferResult, depth: int | None = None) -> RenderableTyp
     header = Text.assemble((title, "bold"), f"  ({result.spec})\n",
                            f"input: {inputs}   device: {result.device}   dtype: {result.dtype}")
 
-    nodes = Table(box=box.SIMPLE_HEAD, title="Nodes", title_justify="left", pad_edge=False)
-    nodes.add_column("Node", overflow="fold")
-    nodes.add_column("Op", overflow="fold")
-    nodes.add_column("Output", overflow="fold")
-    nodes.add_column("Params", justify="right")
-    nodes.add_column("FLOPs", justify="right")
+    node_rows: list[tuple[str, ...]] = []
     for n in result.nodes:
         if depth is not None and n.depth >= depth:
             continue
@@ -93,17 +118,13 @@ def render_table(result: InferResult, depth: int | None = None) -> RenderableTyp
             op += f" (shares {n.shared_from})"
         flops = "" if n.flops == 0 or n.skipped else fmt_count(n.flops)
         shape = n.symbolic or fmt_shape(n.output)
-        nodes.add_row(indent + label, op, shape, f"{n.params:,}" if n.params else "", flops)
-
-    params = Table(box=box.SIMPLE_HEAD, title="Parameters", title_justify="left", pad_edge=False)
-    params.add_column("Parameter", overflow="fold")
-    params.add_column("Op", overflow="fold")
-    params.add_column("Shape", overflow="fold")
-    params.add_column("Count", justify="right")
-    params.add_column("Line", justify="right")
-    for p in result.params:
-        name = p.path + (" *" if p.shared else "")
-        params.add_row(name, p.op, fmt_shape(p.shape), f"{p.count:,}", _line(p.location))
+        node_rows.append((indent + label, op, shape, f"{n.params:,}" if n.params else "", flops))
+    nodes = _table("Nodes", [("Node", "left"), ("Op", "left"), ("Output", "left"),
+                             ("Params", "right"), ("FLOPs", "right")], node_rows)
+    params = _table("Parameters", [("Parameter", "left"), ("Op", "left"), ("Shape", "left"),
+                                   ("Count", "right"), ("Line", "right")],
+                    [(p.path + (" *" if p.shared else ""), p.op, fmt_shape(p.shape),
+                      f"{p.count:,}", _line(p.location)) for p in result.params])
 
     t = result.totals
     outputs = ", ".join(result.symbolic_outputs or [fmt_shape(o) for o in result.outputs])
