@@ -322,6 +322,72 @@ def graph(
 
 
 @app.command()
+def export(
+    spec: Annotated[Path, typer.Argument(help="The YAML model spec.")],
+    input: InputOpt = None,
+    to: Annotated[str, typer.Option(
+        "--to", help="spec (explicit, no laziness), pytorch (an nn.Module class) or "
+        "state-dict (initialised, torch.save).")] = "spec",
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Where to write (stdout for spec and pytorch if left out).",
+    )] = None,
+    init: Annotated[str, typer.Option(
+        "--init", help="For state-dict: default, xavier_uniform, xavier_normal, kaiming_uniform, "
+        "kaiming_normal, normal[:STD], uniform[:A], zeros, ones.")] = "default",
+    seed: Annotated[int | None, typer.Option(
+        "--seed", help="Seed for reproducible values.")] = None,
+    device: DeviceOpt = "meta",
+    dtype: DtypeOpt = "float32",
+    set_: SetOpt = None,
+    scale: ScaleOpt = None,
+    allow: AllowOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """The materialised model: an explicit spec, PyTorch code, or an initialised state dict."""
+    from lazyspec.inputs import canonical_dtype, parse_input
+
+    if to not in ("spec", "pytorch", "state-dict"):
+        raise usage_error(f"unknown export target '{to}'", "use spec, pytorch or state-dict")
+    if to == "state-dict" and output is None:
+        raise usage_error("--to state-dict writes a binary file: give --output PATH")
+    inputs = [parse_input(i) for i in input or []]
+    param_dtype = canonical_dtype(dtype)
+    overrides = parse_sets(set_)
+    settings = _config(config)
+    if to == "state-dict" and device == "meta":
+        device = "cpu"  # values need a real device
+    device = check_device(device)
+
+    from lazyspec import dryrun
+    from lazyspec import export as exporter
+    from lazyspec.compile import BuildOptions
+    from lazyspec.spec.parse import parse_file
+
+    try:
+        exporter.parse_init(init)  # a bad --init fails before any work
+    except ValueError as e:
+        raise usage_error(f"--init {init}: {e}") from None
+    parsed = parse_file(spec)
+    _sources.update(parsed.sources)
+    options = BuildOptions(device=device if to == "state-dict" else "meta", dtype=param_dtype,
+                           allow=settings.allow + tuple(allow or ()), overrides=overrides,
+                           scale=scale)
+    built, result = dryrun.run_spec(parsed, options, inputs)
+    try:
+        if to == "state-dict":
+            assert output is not None
+            state = exporter.init_state_dict(built.module, init, seed)
+            exporter.write_state_dict(output, state)
+            sys.stderr.write(f"lazyspec: wrote {len(state)} tensors (init {init}) to {output}\n")
+            return
+        text = (exporter.explicit_spec(built, result) if to == "spec"
+                else exporter.pytorch_code(built, result))
+    except exporter.ExportError as e:
+        raise usage_error(str(e), code="LS307") from None
+    Output("export", output).emit(text, None)
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema (2020-12) of the spec language, for editors. Fast: no torch."""
     from lazyspec.spec.schema import schema_json

@@ -327,7 +327,7 @@ def infer(spec: Spec, options: BuildOptions, given: Sequence[InputShape]) -> Inf
     """Compile and dry-run. Several input sets run in turn on the module the first one
     materialised, and a later set that its parameters cannot take fails at the node."""
     first, *later = split_runs(spec, given)
-    built, result = _first_run(spec, options, first)
+    built, result = run_spec(spec, options, first)
     for inputs in later:
         try:
             bound, outputs, _ = _forward(built, inputs)
@@ -344,10 +344,11 @@ def infer(spec: Spec, options: BuildOptions, given: Sequence[InputShape]) -> Inf
     return result
 
 
-def _first_run(spec: Spec, options: BuildOptions,
+def run_spec(spec: Spec, options: BuildOptions,
                given: Sequence[InputShape]) -> tuple[Built, InferResult]:
-    """On a real device, a `meta` pass first estimates the memory the run needs, and a run that
-    would not fit in the device's free memory is refused (exit 2)."""
+    """Compile and run one input set; the module comes back materialised. On a real device, a
+    `meta` pass first estimates the memory the run needs, and a run that would not fit in the
+    device's free memory is refused (exit 2)."""
     if options.device == "meta":
         built = build(spec, options)
         return built, run(built, given)

@@ -86,6 +86,7 @@ CODES: dict[str, Code] = {
         Code("LS304", "bad [tool.lazyspec] configuration", 2),
         Code("LS305", "lock file cannot be read", 2),
         Code("LS306", "not enough free memory on the device", 2),
+        Code("LS307", "the model cannot be exported in that form", 2),
     ]
 }
 

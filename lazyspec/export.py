@@ -8,6 +8,7 @@ SpecModule still say how data flows. Both text forms keep the spec's parameter n
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import inspect
 import itertools
@@ -350,8 +351,6 @@ def _call_text(call: Call) -> str | None:
 
 
 def _ast_size(text: str) -> int:
-    import ast
-
     return sum(1 for _ in ast.walk(ast.parse(text, mode="eval")))
 
 
@@ -440,13 +439,16 @@ def _header(built: Built, result: InferResult, prefix: str, notes: list[str]) ->
     runs = " ".join(f"--input {r.name}={','.join(map(str, r.shape))}:{r.dtype}"
                     for r in result.inputs)
     options = [runs]
+    if built.options.dtype != "float32":
+        options.append(f"--dtype {built.options.dtype}")
     if built.options.scale:
         options.append(f"--scale {built.options.scale}")
     options += [f"--set {k}={v}" for k, v in built.options.overrides.items()]
+    options += [f"--allow {pkg}" for pkg in built.options.allow]
     lines = [f"Exported by `lazyspec export` from {built.spec.path} ({' '.join(options)}).",
              "Every size the dry run inferred is written out; parameter names are the spec's.",
              *notes]
-    return "".join(f"{prefix}{line}\n" for line in lines)
+    return "".join(prefix + re.sub(r"[\r\n]+", " ", line) + "\n" for line in lines)
 
 
 class _ShownOps:
@@ -598,7 +600,7 @@ def pytorch_code(built: Built, result: InferResult, class_name: str = "Model") -
     if not class_name.isidentifier() or keyword.iskeyword(class_name):
         raise ValueError(f"class name {class_name!r} is not a Python identifier")
     plan = _plan(built, _SPEC_RESERVED | _PY_RESERVED | {class_name})
-    writer = _CodeWriter(plan)
+    writer = _CodeWriter()
     classes = [writer.cls(name, body, f"Block {name} of the exported spec.", [])
                for name, body in plan.blocks.items()]
     shapes = ", ".join(f"{r.name} {list(r.shape)} {r.dtype}" for r in result.inputs)
@@ -640,8 +642,7 @@ def _attr_ok(name: str) -> bool:
 
 
 class _CodeWriter:
-    def __init__(self, plan: Plan):
-        self.plan = plan
+    def __init__(self) -> None:
         self.modules: set[str] = set()  # imports for classes outside torch.nn
         self.uses_f = False
         self.uses_chain = False
@@ -670,8 +671,8 @@ class _CodeWriter:
         return f"{node.block}()"
 
     def register(self, node: Node) -> str | None:
-        if node.kind in ("share", "skip") or (node.kind == "op" and _is_inline(node.call)):
-            return None
+        if node.kind in ("share", "skip") or _is_inline(node.call):
+            return None  # built-in ops are written inline in forward
         value = self.build(node)
         if node.kind == "repeat":
             self.uses_chain = True
@@ -704,10 +705,12 @@ class _CodeWriter:
         node = body.nodes[i]
         if node.kind == "share":
             node = next(n for n in body.nodes if n.local == node.share)
-        if node.kind == "op" and node.call is not None and _is_inline(node.call):
-            if node.call.cls.__name__ == "ScaledDotProductAttention":
-                self.uses_f = True
-            return _inline(node.call, xs)
+        if node.call is not None and _is_inline(node.call):
+            self.uses_f |= node.call.cls.__name__ == "ScaledDotProductAttention"
+            out = _inline(node.call, xs)
+            for _ in range(node.count - 1 if node.kind == "repeat" else 0):
+                out = _inline(node.call, [f"({out})"])
+            return out
         module = f"self.{node.local}" if _attr_ok(node.local) else f'getattr(self, "{node.local}")'
         return f"{module}({', '.join(xs)})"
 
