@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from test_bundled_specs import SMALL
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
@@ -24,19 +25,8 @@ from lazyspec.result import InferResult
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
-# A small input (and scale) for every bundled spec, so that the cpu runs stay fast.
-CASES: dict[str, tuple[tuple[str, ...], str | None]] = {
-    "mlp.yaml": (("2,20",), None),
-    "mlp_fixed.yaml": (("2,20",), None),
-    "lenet.yaml": (("1,1,28,28",), None),
-    "resnet18.yaml": (("1,3,64,64",), None),
-    "gpt2.yaml": (("2,16:int64",), "tiny"),
-    "unet.yaml": (("1,3,32,32",), None),
-    "two_input.yaml": (("a=2,32", "b=2,32"), None),
-    "llama2-7b.yaml": (("2,16:int64",), "tiny"),
-    "llama2-70b.yaml": (("2,16:int64",), "tiny"),
-    "synthetic-1000.yaml": (("2,64",), "tiny"),
-}
+# A small input (and scale) for every bundled spec, shared with the bundled-spec tests.
+CASES = SMALL
 BUNDLED = sorted(p.name for p in SPECS.glob("*.yaml"))
 
 # Language features the bundled specs do not use, each with the inputs it runs at.
