@@ -318,6 +318,13 @@ def _yaml_value(value: Any) -> Any:
     raise ExportError(f"cannot write the argument {value!r} ({type(value).__name__}) in a spec")
 
 
+def _identifier(name: str) -> str:
+    """A keyword to write into generated code: only a plain Python name passes (no injection)."""
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise ExportError(f"keyword {name!r} is not a Python name")
+    return name
+
+
 def _py_literal(value: Any) -> str:
     """A value as Python source."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -339,7 +346,7 @@ def _call_text(call: Call) -> str | None:
     """`Op(args)` in the op-call syntax, or None when only the long form can write it."""
     try:
         parts = [_spec_literal(a) for a in call.args]
-        parts += [f"{k}={_spec_literal(v)}" for k, v in call.kwargs]
+        parts += [f"{_identifier(k)}={_spec_literal(v)}" for k, v in call.kwargs]
     except _Unwritable:
         return None
     if not parts:
@@ -620,8 +627,8 @@ def pytorch_code(built: Built, result: InferResult, class_name: str = "Model") -
 
 
 def _doc(text: str) -> str:
-    """Text that is safe inside a triple-quoted docstring."""
-    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    """Text that is safe inside a triple-quoted docstring: no quote can close it."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _tie_line(target: str, source: str) -> str:
@@ -666,7 +673,7 @@ class _CodeWriter:
                 self.modules.add(call.cls.__module__)
                 where = f"{call.cls.__module__}.{call.cls.__qualname__}"
             parts = [_py_literal(a) for a in call.args]
-            parts += [f"{k}={_py_literal(v)}" for k, v in call.kwargs]
+            parts += [f"{_identifier(k)}={_py_literal(v)}" for k, v in call.kwargs]
             return f"{where}({', '.join(parts)})"
         return f"{node.block}()"
 

@@ -194,3 +194,9 @@ def test_large_tables_render_as_plain_columns(cli, write_spec, monkeypatch):
     lines = r.stdout.splitlines()
     assert "0.weight    LazyLinear   [256, 20]   5,120      4" in lines
     assert any(set(line) == {"─"} for line in lines)
+
+
+def test_lowercase_symbolic_names_are_not_read_as_markup(cli):
+    r = cli("infer", SPECS / "mlp.yaml", "--input", "b,20")
+    assert r.code == 0
+    assert "[b, 256]" in r.stdout and "[b, 10]" in r.stdout

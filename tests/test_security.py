@@ -418,3 +418,54 @@ def test_the_include_may_not_read_outside_the_spec_folder(
     assert run.code == 1
     assert run.diagnostics[0][:3] == ("LS142", 1, 11)
     assert "s3cr3t" not in run.out + run.err
+
+
+def test_long_form_keywords_must_be_names(tmp_path):
+    """A kwargs key is written into exported code: anything but a Python name is refused."""
+    from lazyspec.cli import main
+
+    marker = tmp_path / "pwned"
+    spec = tmp_path / "inj.yaml"
+    spec.write_text(
+        "layers:\n  - LazyLinear(4)\n  - op: Identity\n    kwargs: "
+        f"{{\"a=__import__('os').system('touch {marker}'), b\": 1}}\n")
+    for args in (["infer", str(spec), "--input", "2,3"],
+                 ["export", str(spec), "--input", "2,3", "--to", "pytorch"]):
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        assert exc.value.code == 1
+    assert not marker.exists()
+
+
+def test_export_refuses_a_keyword_that_is_not_a_name():
+    from lazyspec import export
+
+    with pytest.raises(export.ExportError, match="not a Python name"):
+        export._identifier("a=1), b")
+    assert export._identifier("bias") == "bias"
+
+
+def test_spec_name_cannot_break_out_of_the_exported_docstring(tmp_path):
+    from lazyspec.cli import main
+
+    marker = tmp_path / "pwned"
+    spec = tmp_path / "doc.yaml"
+    spec.write_text("name: 'x\"\"\" + str(__import__(\"os\").system(\"touch "
+                    f"{marker}\")) + \"\"\"y\"'\nlayers:\n  - LazyLinear(4)\n")
+    out = tmp_path / "model.py"
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(spec), "--input", "2,3", "--to", "pytorch", "--output", str(out)])
+    assert exc.value.code == 0
+    namespace: dict[str, object] = {}
+    exec(compile(out.read_text(), str(out), "exec"), namespace)  # noqa: S102 - the point
+    namespace["Model"]()  # type: ignore[operator]
+    assert not marker.exists()
+
+
+def test_a_spec_cannot_write_workflow_commands_to_the_log(cli, write_spec):
+    spec = write_spec('"x\\n::error file=README.md,line=1::spoofed\\n::add-mask::s": 1\n'
+                      "layers:\n  - ReLU\n")
+    r = cli("infer", spec, "--input", "2,3", "--format", "github")
+    assert r.code == 1
+    for line in (r.stdout + r.stderr).splitlines():
+        assert not line.startswith(("::add-mask", "::error file=README.md"))

@@ -25,10 +25,16 @@ def source_reader(known: Mapping[str, str] | None = None) -> SourceLines:
     return lines
 
 
+def one_line(text: str) -> str:
+    """Spec-controlled text on one line: a newline in a YAML key must not start a line of its
+    own (CI runners read lines such as `::error ...` on stderr as commands)."""
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
+
+
 def render(d: Diagnostic, lines: SourceLines, ran: list[str] | None = None) -> str:
     loc = d.location
-    head = f"{loc}: " if loc else "lazyspec: "
-    out = [f"{head}{d.severity}[{d.code}]: {d.message}"]
+    head = f"{one_line(str(loc))}: " if loc else "lazyspec: "
+    out = [f"{head}{d.severity}[{d.code}]: {one_line(d.message)}"]
     text = lines(loc.path) if loc else None
     if loc and text and 0 < loc.line <= len(text):
         src = text[loc.line - 1].rstrip("\n").expandtabs(1)
@@ -36,13 +42,13 @@ def render(d: Diagnostic, lines: SourceLines, ran: list[str] | None = None) -> s
         pad = " " * len(number)
         out.append(f" {number} | {src}")
         out.append(f" {pad} | {' ' * (loc.col - 1)}^")
-    out += [f"  {n}" for n in d.notes]
+    out += [f"  {one_line(n)}" for n in d.notes]
     if len(d.trail) > 1:
-        out.append(f"  in: {' > '.join(d.trail)}")
+        out.append(f"  in: {one_line(' > '.join(d.trail))}")
     if ran is not None:
         out.append("  ran before it: " + _ran(ran))
     if d.hint:
-        out.append(f"  hint: {d.hint}")
+        out.append(f"  hint: {one_line(d.hint)}")
     return "\n".join(out)
 
 

@@ -83,7 +83,7 @@ def _table(title: str | None, columns: list[tuple[str, str]],
             else:
                 table.add_column(heading, overflow="fold")
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))  # plain text: `[b, 256]` is no markup
         return table
     widths = [max(len(heading), *(len(r[i]) for r in rows))
               for i, (heading, _) in enumerate(columns)]
@@ -163,8 +163,9 @@ def render_gate(report: GateReport) -> RenderableType:
         status = o.status.upper() if o.status != "ok" else "ok"
         if o.lock_status in ("changed", "missing", "updated"):
             status += f" ({o.lock_status})"
-        table.add_row(status, o.spec_key, o.key, f"{r.totals.params:,}" if r else "",
-                      ", ".join(fmt_shape(x) for x in r.outputs) if r else "")
+        cells = (status, o.spec_key, o.key, f"{r.totals.params:,}" if r else "",
+                 ", ".join(fmt_shape(x) for x in r.outputs) if r else "")
+        table.add_row(*(Text(cell) for cell in cells))
     lines: list[str] = []
     for o in report.outcomes:
         if o.drift:
@@ -198,7 +199,8 @@ def render_preview(p: Preview) -> RenderableType:
     for param in p.params:
         name = param.path + (f" (tied to {param.tied})" if param.tied else "")
         count = "?" if param.count is None else f"{param.count:,}"
-        table.add_row(name, param.op, fmt_dims(param.shape), count, _line(param.location))
+        cells = (name, param.op, fmt_dims(param.shape), count, _line(param.location))
+        table.add_row(*(Text(cell) for cell in cells))
     waiting = len(p.unknown)
     summary = (f"known now: {p.known_params:,} parameters; {waiting} of {len(p.params)} "
                "tensors wait for the input")

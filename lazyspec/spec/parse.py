@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keyword
 import os
 import re
 from pathlib import Path
@@ -341,9 +342,16 @@ class _Parser:
 
         args = tuple(Arg(self.value(a), a.loc) for a in self.sequence(args_node, "args") or [])
         kmap = self.mapping(kwargs_node, "kwargs")
-        kwargs = tuple((str(k.value), Arg(self.value(v), v.loc)) for k, v in
-                       (kmap.items if kmap else []))
-        return OpCall(call.name, args, kwargs, call.loc, True)
+        kwargs = []
+        for k, v in kmap.items if kmap else []:
+            # A keyword is a Python identifier, as in call syntax: generated code writes it out.
+            if not (isinstance(k.value, str) and k.value.isidentifier()
+                    and not keyword.iskeyword(k.value)):
+                self.problem("LS122", f"keyword argument {shown(k.value)} is not a name",
+                             k.loc, hint="keywords are Python names such as bias or padding")
+                return None
+            kwargs.append((k.value, Arg(self.value(v), v.loc)))
+        return OpCall(call.name, args, tuple(kwargs), call.loc, True)
 
     def ref(self, node: YNode) -> Ref | None:
         if isinstance(node, YScalar) and isinstance(node.value, int) \
