@@ -82,7 +82,7 @@ def parse_bytes(text: str | int, what: str = "--max-bytes") -> int:
 
 
 def _scaled(text: str | int, suffixes: dict[str, int], what: str, example: str) -> int:
-    if isinstance(text, int) and not isinstance(text, bool):
+    if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
         return text
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
     if not m or m.group(2).upper() not in suffixes:
@@ -122,8 +122,10 @@ def load_config(start: Path | None = None, explicit: Path | None = None) -> Conf
         raise _config_error(path, f"cannot read {path}: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise _config_error(path, f"invalid TOML: {e}") from None
-    table = data.get("tool", {}).get("lazyspec", {})
-    return _parse(table, path)
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise _config_error(path, "[tool] must be a table")
+    return _parse(tool.get("lazyspec", {}), path)
 
 
 def _config_error(path: Path, message: str, hint: str | None = None) -> UsageError:
@@ -157,6 +159,23 @@ def _budgets(table: dict[str, Any], path: Path, where: str) -> Budgets:
         raise _config_error(path, e.diagnostics[0].message, e.diagnostics[0].hint) from None
 
 
+def _plain(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return isinstance(value, (int, float, str, bool))
+
+
+def _input(text: str, where: str, path: Path) -> str:
+    """An input string as the lock file writes it (`[2, 20]` and `2,20` are the same run)."""
+    from lazyspec.inputs import parse_input
+
+    try:
+        return str(parse_input(text))
+    except UsageError as e:
+        raise _config_error(path, f"{where}: {e.diagnostics[0].message}",
+                            e.diagnostics[0].hint) from None
+
+
 def _parse(table: Any, path: Path) -> Config:
     if not isinstance(table, dict):
         raise _config_error(path, "[tool.lazyspec] must be a table")
@@ -177,12 +196,30 @@ def _parse(table: Any, path: Path) -> Config:
         sets = run.get("set", {})
         if not isinstance(sets, dict):
             raise _config_error(path, f"{where} `set` must be a table of param values")
+        for key, value in sets.items():
+            if not _plain(value):  # as for --set: no tables, no dates
+                raise _config_error(path, f"{where} `set` {key}: {value!r} is not a number, "
+                                    "string, boolean or list")
         scale = run.get("scale")
         if scale is not None and not isinstance(scale, str):
             raise _config_error(path, f"{where} `scale` must be a string")
+        spec = (root / str(run["spec"]).replace("\\", "/")).resolve()
+        if not spec.is_file():
+            raise _config_error(path, f"{where}: spec '{run['spec']}' does not exist",
+                                "paths are relative to this pyproject.toml")
+        if not all(_plain(v) for v in sets.values()):
+            raise _config_error(path, f"{where}: `set` values must be numbers, strings, "
+                                "booleans or lists of them")
         config.runs.append(RunConfig(
-            spec=(root / run["spec"]).resolve(),
-            inputs=tuple(_strings(run.get("inputs", []), "inputs", path)),
+            spec=spec,
+            inputs=tuple(_input(i, where, path)
+                         for i in _strings(run.get("inputs", []), "inputs", path)),
             scale=scale, sets=tuple(sorted(sets.items())),
             budgets=_budgets(run, path, where)))
     return config
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return isinstance(value, (int, float, str, bool))

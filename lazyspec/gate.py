@@ -5,14 +5,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from lazyspec import lock as lockfile
 from lazyspec.config import Budgets, Config, RunConfig
 from lazyspec.errors import Diagnostic, LazyspecError, Location, SpecError, UsageError
+from lazyspec.inputs import parse_input
 from lazyspec.result import InferResult
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -94,6 +96,7 @@ class GateReport:
     unused: list[lockfile.LockEntry] = field(default_factory=list)
     wrote_lock: bool = False
     command: str = "check"
+    notes: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -127,11 +130,12 @@ def _has_layers(path: Path) -> bool:
 
 
 def spec_key(spec: Path, root: Path) -> str:
-    resolved = spec.resolve()
+    """The spec's path as the lock names it: relative to the lock's folder, with `/`, so that
+    the lock means the same on every machine (`../other/spec.yaml` outside it)."""
     try:
-        return resolved.relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return resolved.as_posix()
+        return Path(os.path.relpath(spec.resolve(), root.resolve())).as_posix()
+    except ValueError:  # another drive on Windows: no relative path exists
+        return spec.resolve().as_posix()
 
 
 @dataclass(frozen=True)
@@ -153,13 +157,19 @@ def plan(specs: list[Path], config: Config, options: GateOptions,
     for spec in specs:
         key = spec_key(spec, config.root)
         resolved = spec.resolve()
-        if options.inputs or options.scale or options.sets:
-            runs.append((spec, RunConfig(resolved, options.inputs, options.scale, options.sets)))
-            continue
-        configured = [r for r in config.runs if r.spec == resolved]
-        from_lock = [RunConfig(resolved, tuple(e.inputs), e.scale, tuple(sorted(e.sets.items())))
-                     for e in locked if e.spec == key]
-        chosen = configured or from_lock or [RunConfig(resolved, ())]
+        if options.inputs:
+            # written the way the lock writes them, so `[2, 20]` and `2,20` are one run
+            chosen = [RunConfig(resolved, tuple(str(parse_input(i)) for i in options.inputs))]
+        else:
+            configured = [r for r in config.runs if r.spec == resolved]
+            from_lock = [RunConfig(resolved, tuple(e.inputs), e.scale,
+                                   tuple(sorted(e.sets.items())))
+                         for e in locked if e.spec == key]
+            chosen = configured or from_lock or [RunConfig(resolved, ())]
+        if options.scale or options.sets:  # flags change the params of every planned run
+            chosen = [replace(r, scale=options.scale or r.scale,
+                              sets=tuple(sorted({**dict(r.sets), **dict(options.sets)}.items())))
+                      for r in chosen]
         runs.extend((spec, r) for r in chosen)
     return runs
 
@@ -181,7 +191,10 @@ def run_one(spec: Path, run: RunConfig, key_root: Path, options: GateOptions,
         outcome.result = dryrun.infer(parsed, build_options, [to_input(i) for i in run.inputs])
     except LazyspecError as e:
         for d in e.diagnostics:  # in a report of many specs, every problem names its spec
-            d.location = d.location or Location(str(spec), 1, 1)
+            if isinstance(e, UsageError):
+                d.message = f"{spec}: {d.message}"  # the flags' fault, not the spec's line 1
+            else:
+                d.location = d.location or Location(str(spec), 1, 1)
         outcome.diagnostics.extend(e.diagnostics)
         outcome.ran = getattr(e, "ran", None)
         return outcome
@@ -199,8 +212,16 @@ def run_all(paths: Sequence[Path], config: Config, options: GateOptions, *, upda
                                      hint="name spec files or folders, or set `specs` under "
                                      "[tool.lazyspec]")])
     key_root = lock_path.parent
-    locked = lockfile.read(lock_path)
     report = GateReport(_shown(lock_path), [], command="lock" if update else "check")
+    try:
+        locked = lockfile.read(lock_path)
+    except UsageError as e:
+        if not update:
+            raise
+        # `lock` is how a broken lock file (a merge conflict, say) gets fixed: start afresh.
+        locked = []
+        report.notes.append(f"the old lock file could not be read and is replaced: "
+                            f"{e.diagnostics[0].message}")
     for spec, run in plan(specs, config, options, locked):
         report.outcomes.append(run_one(spec, run, key_root, options, config))
     by_ident = {e.ident: e for e in locked}
@@ -220,13 +241,24 @@ def run_all(paths: Sequence[Path], config: Config, options: GateOptions, *, upda
         else:
             o.drift = lockfile.diff(old, new)
             o.lock_status = "changed" if o.drift else "ok"
-    checked_specs = {o.spec_key for o in report.outcomes}
-    stale = [e for e in locked if e.spec in checked_specs and e.ident not in seen]
+    scope = [spec_key(p, key_root) for p in (list(paths) or config.specs)]
+    stale = [e for e in locked if e.ident not in seen and _in_scope(e.spec, scope, key_root)]
     if update:
-        report.wrote_lock = _update_lock(lock_path, locked, report, seen)
+        report.wrote_lock = _update_lock(lock_path, locked, report, stale)
     else:
         report.unused = stale
     return report
+
+
+def _in_scope(entry_spec: str, scope: list[str], key_root: Path) -> bool:
+    """Whether a lock entry belongs to the specs checked now: a spec named, or one under a folder
+    named (also when its file is gone: a deleted spec leaves an unused entry)."""
+    for s in scope:
+        if entry_spec == s or entry_spec.startswith(s.rstrip("/") + "/"):
+            return True
+        if (key_root / s).is_dir() and s in (".", ""):
+            return True
+    return False
 
 
 def _shown(path: Path) -> Path:
@@ -238,12 +270,13 @@ def _shown(path: Path) -> Path:
 
 
 def _update_lock(path: Path, locked: list[lockfile.LockEntry], report: GateReport,
-                 seen: set[tuple[str, str]]) -> bool:
+                 stale: list[lockfile.LockEntry]) -> bool:
     """Keep entries of specs not run this time; replace those that were; drop stale ones."""
-    if any(o.result is None for o in report.outcomes):
-        return False  # never write a lock from a failing run
+    if any(o.exit_code for o in report.outcomes):
+        return False  # never write a lock from a failing run (spec error or budget)
     checked = {o.spec_key for o in report.outcomes}
-    kept = [e for e in locked if e.spec not in checked]
+    dropped = {e.ident for e in stale}
+    kept = [e for e in locked if e.spec not in checked and e.ident not in dropped]
     fresh = [e for e in (o.entry() for o in report.outcomes) if e is not None]
     lockfile.write(path, kept + fresh)
     return True

@@ -295,3 +295,79 @@ def test_pre_commit_hook_definition():
     ids = {h["id"]: h for h in hooks}
     assert ids["lazyspec-check"]["entry"].startswith("lazyspec check")
     assert shutil.which("lazyspec") or True  # the entry point is declared in pyproject
+
+
+def test_lock_writes_nothing_when_a_budget_fails(cli, project):
+    cli("lock")
+    before = (project / "lazyspec.lock").read_text()
+    (project / "specs" / "mlp.yaml").write_text(MLP.replace("256", "512"))
+    (project / "pyproject.toml").write_text(
+        (project / "pyproject.toml").read_text().replace(
+            'inputs = ["2,20"]', 'inputs = ["2,20"]\nmax-params = "1K"'))
+    r = cli("lock")
+    assert r.code == 1 and "error[LS211]" in r.stderr
+    assert (project / "lazyspec.lock").read_text() == before
+
+
+def test_lock_keys_do_not_depend_on_how_the_input_is_written(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.yaml").write_text(MLP)
+    assert cli("lock", "m.yaml", "--input", "[2, 20]").code == 0
+    r = cli("check", "m.yaml", "--input", "2,20")
+    assert r.code == 0, r.stdout + r.stderr
+
+
+def test_a_deleted_spec_leaves_an_unused_entry_that_lock_drops(cli, project):
+    (project / "specs" / "other.yaml").write_text(MLP)
+    (project / "pyproject.toml").write_text(
+        (project / "pyproject.toml").read_text()
+        + '\n[[tool.lazyspec.run]]\nspec = "specs/other.yaml"\ninputs = ["3,20"]\n')
+    assert cli("lock").code == 0
+    (project / "specs" / "other.yaml").unlink()
+    (project / "pyproject.toml").write_text(
+        (project / "pyproject.toml").read_text().split('\n[[tool.lazyspec.run]]\nspec = "specs/o')[0])
+    r = cli("check")
+    assert r.code == 1 and "unused lock entry: specs/other.yaml" in r.stdout
+    assert cli("lock").code == 0
+    assert "other.yaml" not in (project / "lazyspec.lock").read_text()
+    assert cli("check").code == 0
+
+
+def test_scale_on_check_keeps_the_configured_inputs(cli, project):
+    (project / "specs" / "mlp.yaml").write_text(
+        "params: {h: 256}\nscales: {small: {h: 8}}\nlayers:\n  - LazyLinear(h)\n  - ReLU\n"
+        "  - LazyLinear(10)\n")
+    r = cli("lock", "--scale", "small")
+    assert r.code == 0, r.stderr
+    assert "input=2,20 scale=small" in (project / "lazyspec.lock").read_text()
+
+
+def test_lock_replaces_a_lock_file_it_cannot_read(cli, project):
+    (project / "lazyspec.lock").write_text("<<<<<<< HEAD\nversion: 1\n=======\n")
+    assert cli("check").code == 2
+    r = cli("lock")
+    assert r.code == 0 and "could not be read and is replaced" in r.stdout
+    assert cli("check").code == 0
+
+
+def test_config_run_for_a_missing_spec_is_a_config_error(cli, project):
+    (project / "pyproject.toml").write_text(
+        '[[tool.lazyspec.run]]\nspec = "specs/mpl.yaml"\ninputs = ["2,20"]\n')
+    r = cli("check")
+    assert r.code == 2 and "error[LS304]" in r.stderr and "specs/mpl.yaml" in r.stderr
+
+
+def test_specs_outside_the_lock_folder_get_relative_keys(cli, tmp_path, monkeypatch):
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "m.yaml").write_text(MLP)
+    monkeypatch.chdir(tmp_path / "proj")
+    assert cli("lock", "../elsewhere/m.yaml", "--input", "2,20").code == 0
+    assert '"../elsewhere/m.yaml":' in (tmp_path / "proj" / "lazyspec.lock").read_text()
+
+
+def test_usage_problems_in_a_gate_name_the_spec(cli, project):
+    (project / "specs" / "decl.yaml").write_text("layers:\n  - LazyLinear(3)\n")
+    r = cli("check", "specs/decl.yaml")
+    assert r.code == 2
+    assert "lazyspec: error[LS301]: specs/decl.yaml: no shape for input 'input'" in r.stderr

@@ -81,7 +81,8 @@ def gate_document(report: GateReport) -> dict[str, Any]:
     return {"version": JSON_VERSION, "command": report.command, "ok": report.exit_code == 0,
             "exit_code": report.exit_code, "lock": str(report.lock_path),
             "wrote_lock": report.wrote_lock, "runs": [_run(o) for o in report.outcomes],
-            "unused": [{"spec": e.spec, "key": e.key} for e in report.unused]}
+            "unused": [{"spec": e.spec, "key": e.key} for e in report.unused],
+            "notes": list(report.notes)}
 
 
 def show_document(p: Preview) -> dict[str, Any]:

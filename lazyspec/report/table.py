@@ -180,6 +180,7 @@ def render_gate(report: GateReport) -> RenderableType:
         summary += f", {len(report.unused)} unused lock entries"
     summary += f"; lock: {report.lock_path}" + (" (written)" if report.wrote_lock else "")
     lines.append(summary)
+    lines += report.notes
     return Group(table, Text("\n".join(lines)))
 
 
