@@ -324,8 +324,9 @@ def test_a_deleted_spec_leaves_an_unused_entry_that_lock_drops(cli, project):
         + '\n[[tool.lazyspec.run]]\nspec = "specs/other.yaml"\ninputs = ["3,20"]\n')
     assert cli("lock").code == 0
     (project / "specs" / "other.yaml").unlink()
+    config = (project / "pyproject.toml").read_text()
     (project / "pyproject.toml").write_text(
-        (project / "pyproject.toml").read_text().split('\n[[tool.lazyspec.run]]\nspec = "specs/o')[0])
+        config.split('\n[[tool.lazyspec.run]]\nspec = "specs/o')[0])
     r = cli("check")
     assert r.code == 1 and "unused lock entry: specs/other.yaml" in r.stdout
     assert cli("lock").code == 0
