@@ -12,7 +12,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TextIO
 
 import typer
 
@@ -92,7 +92,8 @@ ConfigOpt = Annotated[Path | None, typer.Option(
 
 
 def parse_sets(items: list[str] | None) -> dict[str, Any]:
-    import yaml
+    from lazyspec.errors import SpecError
+    from lazyspec.spec.yamlload import load_yaml, plain
 
     out: dict[str, Any] = {}
     for item in items or []:
@@ -100,9 +101,15 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
         key = key.strip()
         if not eq or not key:
             raise usage_error(f"--set '{item}' is not KEY=VALUE", "for example --set d=256")
+        # The spec's own strict reader: no aliases (`&a [*a]` is a list that holds itself),
+        # no tags, bounded nesting. A value that is not YAML at all is taken as a string.
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            value = plain(load_yaml(raw, f"--set {key}")) if raw.strip() else ""
+        except SpecError as e:
+            first = e.diagnostics[0]
+            if first.code != "LS101":
+                raise usage_error(f"--set {key}: the value is not plain YAML data "
+                                  f"({first.message})", first.hint) from None
             value = raw
         if not _plain(value):
             raise usage_error(f"--set {key}: value '{raw}' is not a number, string, boolean "
@@ -164,7 +171,7 @@ class Output:
 
             atomic_write(self.file, text, "report")
         elif text:
-            sys.stdout.write(text)
+            write(sys.stdout, text)
         summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
         if self.format == "github" and summary_path and summary_markdown:
             try:
@@ -173,6 +180,21 @@ class Output:
             except OSError as e:
                 raise usage_error(f"cannot append to $GITHUB_STEP_SUMMARY ({summary_path}): "
                                   f"{e.strerror or e}") from None
+
+
+# Where the output's encoding cannot show them (LANG=C, PYTHONIOENCODING=ascii), box-drawing
+# characters become ASCII of the same width, and anything else an escape such as \u2265.
+_ASCII = str.maketrans({"─": "-", "━": "-", "═": "=", "│": "|", "┃": "|", "…": "."})
+
+
+def write(stream: TextIO, text: str) -> None:
+    """Write to stdout or stderr in any encoding: never a UnicodeEncodeError."""
+    try:
+        stream.write(text)
+    except UnicodeEncodeError:  # the text wrapper encodes all of it before writing any
+        encoding = getattr(stream, "encoding", None) or "ascii"
+        stream.write(text.translate(_ASCII).encode(encoding, "backslashreplace")
+                     .decode(encoding))
 
 
 def _terminal_width() -> int:
@@ -201,7 +223,7 @@ def _show_diagnostics(diagnostics: list[Diagnostic], ran: list[str] | None = Non
     if diagnostics:
         from lazyspec.report.diagnostics import render_all, source_reader
 
-        sys.stderr.write(render_all(diagnostics, source_reader(_sources), ran) + "\n")
+        write(sys.stderr, render_all(diagnostics, source_reader(_sources), ran) + "\n")
 
 
 @app.command()
@@ -378,7 +400,7 @@ def export(
             assert output is not None
             state = exporter.init_state_dict(built.module, init, seed)
             exporter.write_state_dict(output, state)
-            sys.stderr.write(f"lazyspec: wrote {len(state)} tensors (init {init}) to {output}\n")
+            write(sys.stderr, f"lazyspec: wrote {len(state)} tensors (init {init}) to {output}\n")
             return
         text = (exporter.explicit_spec(built, result) if to == "spec"
                 else exporter.pytorch_code(built, result))
@@ -392,7 +414,7 @@ def schema() -> None:
     """Print the JSON Schema (2020-12) of the spec language, for editors. Fast: no torch."""
     from lazyspec.spec.schema import schema_json
 
-    sys.stdout.write(schema_json())
+    write(sys.stdout, schema_json())
 
 
 def _gate(paths: list[Path] | None, update: bool, lock: Path | None, input: list[str] | None,
@@ -517,7 +539,7 @@ def _report_internal(e: BaseException) -> int:
 
     d = Diagnostic("LS303", f"internal error: {type(e).__name__}: {e}",
                    hint="this is a bug in lazyspec; rerun with --traceback and report it")
-    sys.stderr.write(render(d, lambda _: None) + "\n")
+    write(sys.stderr, render(d, lambda _: None) + "\n")
     return EXIT_TOOL
 
 

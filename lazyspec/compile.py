@@ -258,15 +258,17 @@ def resolve_params(spec: Spec, options: BuildOptions,
     for name, value in options.overrides.items():
         if name not in raw:
             raise usage_error(f"--set {name}: the spec has no param '{name}'",
-                              did_you_mean(name, raw) or "params: " + ", ".join(raw))
+                              did_you_mean(name, raw) or ("params: " + ", ".join(raw) if raw
+                                                          else "the spec has no `params:`"))
         text = value.strip() if isinstance(value, str) else ""
         if text.startswith("${") and text.endswith("}"):
             # `--set d='${2 * base}'` is an expression, as it would be in the spec
             text = text[2:-1]
             try:
                 value = parse_expr(Span(text, Location(f"--set {name}", 1, 1), False))
-            except SpecError as e:
-                raise UsageError(e.diagnostics) from None
+            except SpecError as e:  # a bad flag (exit 2), as an error in evaluating it is
+                raise UsageError([Diagnostic("LS301", f"--set {name}: {d.message}", hint=d.hint)
+                                  for d in e.diagnostics]) from None
         raw[name] = Param(name, value, raw[name].loc)
     env = _LazyEnv(raw, None, problems)
     env.evaluate_all()

@@ -196,10 +196,6 @@ def _parse(table: Any, path: Path) -> Config:
         sets = run.get("set", {})
         if not isinstance(sets, dict):
             raise _config_error(path, f"{where} `set` must be a table of param values")
-        for key, value in sets.items():
-            if not _plain(value):  # as for --set: no tables, no dates
-                raise _config_error(path, f"{where} `set` {key}: {value!r} is not a number, "
-                                    "string, boolean or list")
         scale = run.get("scale")
         if scale is not None and not isinstance(scale, str):
             raise _config_error(path, f"{where} `scale` must be a string")
@@ -217,9 +213,3 @@ def _parse(table: Any, path: Path) -> Config:
             scale=scale, sets=tuple(sorted(sets.items())),
             budgets=_budgets(run, path, where)))
     return config
-
-
-def _plain(value: Any) -> bool:
-    if isinstance(value, list):
-        return all(_plain(v) for v in value)
-    return isinstance(value, (int, float, str, bool))

@@ -228,11 +228,32 @@ def bind_inputs(built: Built, given: Sequence[InputShape]) -> list[BoundInput]:
         shape = tuple(d if isinstance(d, int) else
                       hints.setdefault(d, BATCH_HINT if i == 0 else DIM_HINT)
                       for i, d in enumerate(wanted))
+        too_large = _size_problem(shape, DTYPES[dtype][1])
+        if too_large and flag is not None:
+            raise usage_error(f"--input {flag}: {too_large}", "give a smaller shape")
+        if too_large:
+            problems.append(Diagnostic("LS146", f"input '{decl.name}': {too_large}", decl.loc))
+            continue
         dim_names = tuple(d if isinstance(d, str) else None for d in wanted)
         bound.append(BoundInput(decl.name, shape, DTYPES[dtype][0], dim_names))
     if problems:
         raise SpecError(problems)
     return bound
+
+
+def _size_problem(shape: tuple[int, ...], itemsize: float) -> str | None:
+    """Why torch cannot make a tensor of this shape, even on `meta`; None when it can."""
+    from lazyspec.inputs import MAX_DIM
+
+    for d in shape:
+        if d < 0:
+            return f"dimension {d} is negative"
+        if d > MAX_DIM:
+            return f"dimension {d:,} is over the limit of 2**40"
+    if math.prod(shape) * itemsize >= 2**63:
+        return (f"a tensor of shape {list(shape)} holds {math.prod(shape):,} elements, more "
+                "than torch can address (2**63 bytes)")
+    return None
 
 
 def _declared_shape(decl: InputDecl, params: Mapping[str, Any]) -> list[Any] | None:
@@ -328,6 +349,8 @@ def infer(spec: Spec, options: BuildOptions, given: Sequence[InputShape]) -> Inf
     materialised, and a later set that its parameters cannot take fails at the node."""
     first, *later = split_runs(spec, given)
     built, result = run_spec(spec, options, first)
+    if later and options.device != "meta":
+        _check_later_runs_fit(spec, options, first, later)
     for inputs in later:
         try:
             bound, outputs, _ = _forward(built, inputs)
@@ -354,12 +377,7 @@ def run_spec(spec: Spec, options: BuildOptions,
         return built, run(built, given)
     planned = run(build(spec, replace(options, device="meta")), given)
     estimate = forward_bytes(planned)
-    available = free_memory(options.device)
-    if available is not None and estimate > available:
-        raise UsageError([Diagnostic(
-            "LS306", f"a dry run on {options.device} needs about {_gib(estimate)} (parameters, "
-            f"inputs and activations, from the meta pass) but {_gib(available)} is free",
-            hint="use --device meta (the default), which allocates nothing, or a smaller input")])
+    available = _refuse_if_too_large(estimate, options.device)
     device = torch.device(options.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -370,6 +388,35 @@ def run_spec(spec: Spec, options: BuildOptions,
     if any(b.symbolic for b in bound):
         _add_symbolic(result, built, bound)
     return built, result
+
+
+def _refuse_if_too_large(estimate: int, device: str) -> int | None:
+    """The device's free memory; LS306 (exit 2) when the estimate does not fit in it."""
+    available = free_memory(device)
+    if available is not None and estimate > available:
+        raise UsageError([Diagnostic(
+            "LS306", f"a dry run on {device} needs about {_gib(estimate)} (parameters, "
+            f"inputs and activations, from the meta pass) but {_gib(available)} is free",
+            hint="use --device meta (the default), which allocates nothing, or a smaller input")])
+    return available
+
+
+def _check_later_runs_fit(spec: Spec, options: BuildOptions, first: Sequence[InputShape],
+                          later: Sequence[Sequence[InputShape]]) -> None:
+    """Each later input set on a real device is estimated on `meta` first, as the first one is.
+    A set that fails on `meta` fails at its node in the real run too, after its inputs are made:
+    those must fit."""
+    planned = build(spec, replace(options, device="meta"))
+    _forward(planned, first)
+    for inputs in later:
+        bound = bind_inputs(planned, inputs)
+        needed = sum(math.prod(b.shape) * DTYPES[b.dtype][1] for b in bound)
+        try:
+            bound, outputs, tracer = _forward(planned, inputs)
+            needed = forward_bytes(_result(planned, bound, outputs, tracer))
+        except DryRunError:
+            pass  # the real run reports it, with the first input's context
+        _refuse_if_too_large(int(needed), options.device)
 
 
 def forward_bytes(result: InferResult) -> int:

@@ -16,7 +16,6 @@ import keyword
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from lazyspec import ops
 from lazyspec.builtin_ops import BUILTIN_OPS
 from lazyspec.compile import Built, SpecModule, Step
-from lazyspec.errors import Diagnostic, UsageError, did_you_mean
+from lazyspec.errors import did_you_mean
 from lazyspec.result import InferResult
 from lazyspec.spec.expr import MAX_EXPR_CHARS, MAX_EXPR_NODES
 from lazyspec.spec.parse import NAME_RE
@@ -875,26 +874,6 @@ def _children_first(module: nn.Module, seen: set[int] | None = None) -> Iterator
 def write_state_dict(path: str | os.PathLike[str], state: dict[str, torch.Tensor]) -> None:
     """torch.save the state dict atomically: a temporary file in the same folder, then a rename,
     so a failure leaves any old file as it was."""
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise _cannot_write(target, e) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise _cannot_write(target, e) from None
-        raise
+    from lazyspec.fileio import atomic_write_with
 
-
-def _cannot_write(path: Path, e: OSError) -> UsageError:
-    return UsageError([Diagnostic("LS100", f"cannot write the state dict {path}: "
-                                  f"{e.strerror or e}",
-                                  hint="check that the folder exists and is writable")])
+    atomic_write_with(Path(path), "state dict", lambda f: torch.save(state, f))

@@ -88,16 +88,20 @@ def _bad(path: Path, message: str) -> UsageError:
 
 def read(path: Path) -> list[LockEntry]:
     """Entries of a lock file; a missing file has none. Malformed files exit 2."""
-    import yaml
+    from lazyspec.errors import SpecError
+    from lazyspec.spec.yamlload import load_yaml, plain
 
     if not path.exists():
         return []
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        # A lock file can come from a pull request too: read it as strictly as a spec (no
+        # aliases, which can make a small file expand without end; no tags), but of any size.
+        data = plain(load_yaml(text, str(path), max_bytes=None))
     except (OSError, UnicodeDecodeError) as e:
         raise _bad(path, f"cannot read it: {e}") from None
-    except yaml.YAMLError as e:
-        raise _bad(path, f"not valid YAML: {str(e).splitlines()[0]}") from None
+    except SpecError as e:
+        raise _bad(path, f"not valid YAML: {e.diagnostics[0].message}") from None
     if not isinstance(data, dict) or data.get("version") != LOCK_VERSION:
         raise _bad(path, f"expected `version: {LOCK_VERSION}` at the top")
     specs = data.get("specs") or {}
@@ -107,16 +111,34 @@ def read(path: Path) -> list[LockEntry]:
     try:
         for spec, runs in specs.items():
             for key, item in runs.items():
-                entries.append(LockEntry(
-                    spec=str(spec), key=str(key),
-                    inputs=[str(i) for i in item.get("inputs", [])],
-                    outputs=item["outputs"], total=int(item["total"]),
-                    params={str(k): [int(d) for d in v]
-                            for k, v in (item.get("params") or {}).items()},
-                    scale=item.get("scale"), sets=dict(item.get("set") or {})))
+                entries.append(_entry(str(spec), str(key), item))
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         raise _bad(path, f"malformed entry ({type(e).__name__}: {e})") from None
     return entries
+
+
+def _entry(spec: str, key: str, item: Any) -> LockEntry:
+    """One entry, its types checked (TypeError and friends on a malformed one)."""
+    outputs, total, scale = item["outputs"], item["total"], item.get("scale")
+    sets = item.get("set") or {}
+    if not isinstance(outputs, list):
+        raise TypeError(f"{spec} [{key}]: `outputs` must be a list of shapes")
+    if not isinstance(total, int) or isinstance(total, bool):
+        raise TypeError(f"{spec} [{key}]: `total` must be a whole number")
+    if scale is not None and not isinstance(scale, str):
+        raise TypeError(f"{spec} [{key}]: `scale` must be a name")
+    if not isinstance(sets, dict) or not all(isinstance(k, str) for k in sets):
+        raise TypeError(f"{spec} [{key}]: `set` must map param names to values")
+    params = item.get("params") or {}
+    for name, shape in params.items():
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool)
+                                                  for d in shape):
+            raise TypeError(f"{spec} [{key}]: the shape of '{name}' must be a list of whole "
+                            "numbers")
+    return LockEntry(
+        spec=spec, key=key, inputs=[str(i) for i in item.get("inputs", [])],
+        outputs=outputs, total=total, params={str(k): list(v) for k, v in params.items()},
+        scale=scale, sets=dict(sets))
 
 
 def write(path: Path, entries: list[LockEntry]) -> None:

@@ -363,11 +363,13 @@ def test_expression_in_params_cannot_import(sandbox: Sandbox,
 
 def test_set_cannot_inject_an_expression(sandbox: Sandbox,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    # --set values are read as YAML data: a `${...}` string stays a string, never evaluated
+    # a `${...}` --set value is an expression of the same safe language as the spec's: refused,
+    # and as a bad flag (LS301, exit 2), as docs/spec-language.md says
     spec = sandbox.write("params: {d: 10}\nlayers:\n  - LazyLinear(d)\n")
     run = sandbox.run(capsys, str(spec), "--input", "2,20",
                       "--set", "d=${__import__('allowpkg')}")
-    assert run.code == 1, run.err
+    assert run.code == 2, run.err
+    assert run.codes() == ["LS301"] and "call of '__import__' is not allowed" in run.err
     sandbox.assert_nothing_imported_or_run()
 
 
@@ -469,3 +471,161 @@ def test_a_spec_cannot_write_workflow_commands_to_the_log(cli, write_spec):
     assert r.code == 1
     for line in (r.stdout + r.stderr).splitlines():
         assert not line.startswith(("::add-mask", "::error file=README.md"))
+
+
+# --- the rest of the security list: each item, and a test that fails without its protection -------
+#
+# os.system, subprocess.Popen, builtins.eval, torch.load, torch.hub.load: DANGEROUS_OPS above;
+# mypkg.os.system: allowpkg_os_system (refused with and without --allow allowpkg); torch.nn
+# attributes that are not module classes: nn_functional and the Parameter/init test; !!python tags:
+# TAGS; `__import__` and dunder walks in expressions: EXPRESSIONS. Below: `__import__` and
+# dunders as op names, plain attribute access, huge numbers and sequences, and includes that leave
+# the spec's folder through `..` or a symlink.
+
+OP_NAMES = {
+    "import_call": ("__import__('os')", "LS120"),
+    "import_name": ("__import__", "LS120"),
+    "eval_name": ("eval('1')", "LS120"),
+    "getattr_name": ("getattr", "LS120"),
+    "dunder_init": ("nn.Linear.__init__", "LS121"),
+    "dunder_subclasses": ("torch.nn.Module.__subclasses__", "LS121"),
+    "dunder_class": ("LazyLinear.__class__", "LS121"),
+    "dunder_builtins": ("__builtins__.eval('1')", "LS121"),
+    "dunder_dict": ("nn.__dict__", "LS121"),
+    "method_of_a_layer": ("nn.Linear.forward", "LS121"),
+    "torch_nn_submodule_walk": ("nn.modules.linear.os.system('touch PWNED')", "LS121"),
+    "torch_nn_init": ("nn.init.xavier_uniform_", "LS121"),
+    "torch_nn_parameter": ("nn.Parameter", "LS121"),
+}
+
+
+@pytest.mark.parametrize(("op", "code"), OP_NAMES.values(), ids=OP_NAMES.keys())
+def test_import_and_dunders_as_op_names_are_refused(op: str, code: str, sandbox: Sandbox,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    spec = sandbox.write(f"layers:\n  - LazyLinear(10)\n  - {op}\n")
+    run = sandbox.run(capsys, str(spec), "--input", "2,20", "--allow", "allowpkg")
+    assert run.code == 1, run.err
+    assert run.diagnostics[0][:3] == (code, 3, 5), run.err
+    sandbox.assert_nothing_imported_or_run()
+
+
+ATTRIBUTES = {
+    "plain": "d.real",
+    "method": "d.bit_length()",
+    "dunder": "d.__class__",
+    "dunder_on_a_literal": "(1).__class__.__mro__",
+    "on_a_list": "widths.__len__()",
+}
+
+
+@pytest.mark.parametrize("expr", ATTRIBUTES.values(), ids=ATTRIBUTES.keys())
+def test_attribute_access_in_expressions_is_refused(expr: str, sandbox: Sandbox,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    spec = sandbox.write(f"params: {{d: 4, widths: [1, 2]}}\nlayers:\n  - LazyLinear({expr})\n")
+    run = sandbox.run(capsys, str(spec), "--input", "2,20")
+    assert run.code == 1, run.err
+    code, line, _, message = run.diagnostics[0]
+    assert (code, line) == ("LS123", 3), run.err
+    assert "attribute access" in message or "call of" in message
+
+
+# Huge numbers and sequences: refused before they are computed. Run in a child process with 1 GiB
+# of address space and a time limit, so that without the protection the test fails (MemoryError,
+# timeout) instead of taking the machine down. The interpreter needs no torch.
+HUGE = {
+    "power_tower": "10**10**10",
+    "power": "2 ** 10**9",
+    "float_power": "2.0 ** 10**9",
+    "string_repetition": "'a' * 10**9",
+    "list_repetition": "[0] * 10**9",
+    "nested_repetition": "[[0] * 10**4] * 10**4",
+    "product": "(10**200) * (10**200)",
+    "list_doubling": "[x, x]",
+    "round_digits": "round(5, -10**20)",
+    "int_of_a_long_string": "int('9' * 5000)",
+}
+LIMITS_CHILD = """
+import json, resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from lazyspec.errors import Location, SpecError
+from lazyspec.spec.expr import Span, evaluate, parse_expr
+out = {}
+for text in json.loads(sys.argv[1]):
+    start = time.perf_counter()
+    try:
+        evaluate(parse_expr(Span(text, Location("s.yaml", 1, 1), True)), {"x": [1] * 9000})
+        out[text] = ["evaluated", ""]
+    except SpecError as e:
+        out[text] = [e.diagnostics[0].code, e.diagnostics[0].message]
+    except MemoryError:
+        out[text] = ["MemoryError", ""]
+    out[text].append(time.perf_counter() - start)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="resource limits are POSIX")
+def test_huge_numbers_and_sequences_are_refused_before_they_are_computed() -> None:
+    import json
+    import os
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, "-c", LIMITS_CHILD, json.dumps(list(HUGE.values()))],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    for text, (code, message, _seconds) in results.items():
+        assert code == "LS126", f"{text}: {code} {message}"
+        assert "limit" in message, f"{text}: {message}"
+
+
+# --- includes stay inside the root spec's folder -------------------------------------------------
+
+
+def _outside(sandbox: Sandbox) -> Path:
+    folder = sandbox.folder.parent / "outside"
+    folder.mkdir(exist_ok=True)
+    (folder / "secret.yaml").write_text("params: {token: 1234567}\nblocks:\n  B:\n    layers:\n"
+                                        "      - ReLU\n", encoding="utf-8")
+    return folder
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks need privileges on Windows")
+@pytest.mark.parametrize("how", ["file_link", "folder_link", "nested_dotdot", "absolute"])
+def test_an_include_cannot_leave_the_spec_folder(how: str, sandbox: Sandbox,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    outside = _outside(sandbox)
+    include = {"file_link": "lib.yaml", "folder_link": "sub/secret.yaml",
+               "nested_dotdot": "inner/lib.yaml", "absolute": str(outside / "secret.yaml")}[how]
+    if how == "file_link":
+        (sandbox.folder / "lib.yaml").symlink_to(outside / "secret.yaml")
+    elif how == "folder_link":
+        (sandbox.folder / "sub").symlink_to(outside, target_is_directory=True)
+    elif how == "nested_dotdot":  # an included file is held to the root spec's folder too
+        (sandbox.folder / "inner").mkdir()
+        (sandbox.folder / "inner" / "lib.yaml").write_text(
+            "include: [../../outside/secret.yaml]\n", encoding="utf-8")
+    spec = sandbox.write(f"include: ['{include}']\nlayers:\n  - LazyLinear(token)\n")
+    run = sandbox.run(capsys, str(spec), "--input", "2,20")
+    assert run.code == 1, run.err
+    assert "LS142" in run.codes(), run.err
+    assert "1234567" not in run.out + run.err  # nothing of the outside file was read into it
+    assert "[10, 20]" not in run.out
+
+
+def test_includes_inside_the_folder_still_work(sandbox: Sandbox,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """The control: `..` that stays inside, and a symlink to a file inside, are fine."""
+    (sandbox.folder / "inner").mkdir()
+    (sandbox.folder / "inner" / "lib.yaml").write_text("include: [../params.yaml]\n",
+                                                       encoding="utf-8")
+    (sandbox.folder / "params.yaml").write_text("params: {width: 7}\n", encoding="utf-8")
+    includes = ["inner/lib.yaml"]
+    if sys.platform != "win32":
+        (sandbox.folder / "link.yaml").symlink_to(sandbox.folder / "params.yaml")
+        includes.append("link.yaml")
+    spec = sandbox.write(f"include: [{', '.join(includes)}]\nlayers:\n  - LazyLinear(width)\n")
+    run = sandbox.run(capsys, str(spec), "--input", "2,20", "--format", "json")
+    assert run.code == 0, run.err
+    assert '"outputs": [\n    [\n      2,\n      7' in run.out

@@ -195,8 +195,8 @@ def render_preview(p: Preview) -> RenderableType:
     table.add_column("Parameter", overflow="fold")
     table.add_column("Op", overflow="fold")
     table.add_column("Shape", overflow="fold")
-    table.add_column("Count", justify="right")
-    table.add_column("Line", justify="right")
+    table.add_column("Count", justify="right", no_wrap=True)
+    table.add_column("Line", justify="right", no_wrap=True)
     for param in p.params:
         name = param.path + (f" (tied to {param.tied})" if param.tied else "")
         count = "?" if param.count is None else f"{param.count:,}"
@@ -206,6 +206,31 @@ def render_preview(p: Preview) -> RenderableType:
     summary = (f"known now: {p.known_params:,} parameters; {waiting} of {len(p.params)} "
                "tensors wait for the input")
     return Group(header, table, Text(summary))
+
+
+# Below this, a column that wraps is too narrow to read; rich would even drop it (width 0).
+MIN_WRAPPED_WIDTH = 10
+
+
+def _fitting_width(renderable: RenderableType, width: int) -> int:
+    """`width`, or more where a table cannot fit in it without losing text: rich would cut
+    statuses, counts and paths (the columns that never wrap) to `...` and drop wrapped columns
+    whole. A line longer than a narrow terminal only wraps there."""
+    need = 0
+    parts = renderable.renderables if isinstance(renderable, Group) else [renderable]
+    for table in parts:
+        if not isinstance(table, Table):
+            continue
+        total = 3 * len(table.columns)  # padding and separators, generously
+        for column in table.columns:
+            cells = [column.header, *column.cells]
+            widest = max((c.cell_len if isinstance(c, Text) else Text(str(c)).cell_len)
+                         for c in cells)
+            if column.no_wrap:
+                column.min_width = widest
+            total += widest if column.no_wrap else min(widest, MIN_WRAPPED_WIDTH)
+        need = max(need, total)
+    return max(width, need)
 
 
 class TableReporter:
@@ -218,9 +243,9 @@ class TableReporter:
 
     def _text(self, renderable: RenderableType) -> str:
         buffer = io.StringIO()
-        console = Console(file=buffer, width=self.width or 80, force_terminal=self.color,
-                          no_color=not self.color, highlight=False, soft_wrap=False,
-                          color_system="standard" if self.color else None)
+        console = Console(file=buffer, width=_fitting_width(renderable, self.width or 80),
+                          force_terminal=self.color, no_color=not self.color, highlight=False,
+                          soft_wrap=False, color_system="standard" if self.color else None)
         console.print(renderable)
         return buffer.getvalue()
 

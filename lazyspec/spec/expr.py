@@ -253,6 +253,9 @@ class _Evaluator:
                             "the value if you meant a string")
         if isinstance(n, (ast.List, ast.Tuple)):
             items = [self.eval(e) for e in n.elts]
+            if _size(items) > MAX_SEQ_LEN:  # `[x, x]` doubles x: nesting must not multiply
+                raise self.fail(n, "LS126", f"list longer than {MAX_SEQ_LEN:,} items, nested "
+                                "lists counted in full (limit)")
             return items if isinstance(n, ast.List) else tuple(items)
         if isinstance(n, ast.UnaryOp):
             operand = self.eval(n.operand)
@@ -292,6 +295,7 @@ class _Evaluator:
         if isinstance(n, ast.Call):
             assert isinstance(n.func, ast.Name)
             args = [self.eval(a) for a in n.args]
+            self.check_call(n, n.func.id, args)
             return self.apply(n, lambda *a: FUNCTIONS[n.func.id](*a), *args)  # type: ignore[attr-defined]
         raise self.fail(n, "LS123", f"{type(n).__name__} is not allowed in expressions")
 
@@ -317,6 +321,18 @@ class _Evaluator:
         if isinstance(op, ast.Add) and isinstance(a, (str, list, tuple)) and \
                 isinstance(b, (str, list, tuple)) and _size(a) + _size(b) > MAX_SEQ_LEN:
             raise self.fail(n, "LS126", f"sequence longer than {MAX_SEQ_LEN:,} items (limit)")
+
+    def check_call(self, n: ast.AST, fname: str, args: list[Any]) -> None:
+        """Refuse the calls whose cost grows with a number: `round(5, -10**20)` computes
+        10**(10**20), `int('9' * 9000)` converts in quadratic time."""
+        if fname == "round" and len(args) == 2 and isinstance(args[1], int) \
+                and abs(args[1]) > MAX_INT_BITS:
+            raise self.fail(n, "LS126", f"round to {shown(args[1])} digits is beyond the limit "
+                            f"of {MAX_INT_BITS} digits")
+        if fname in ("int", "float") and args and isinstance(args[0], str) \
+                and len(args[0]) > MAX_INT_BITS:
+            raise self.fail(n, "LS126", f"{fname}() of a string longer than {MAX_INT_BITS} "
+                            "characters (limit)")
 
     def apply(self, n: ast.AST, fn: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -358,7 +374,26 @@ def resolve(template: Any, env: Mapping[str, Any]) -> Any:
     if isinstance(template, Expr):
         return evaluate(template, env)
     if isinstance(template, list):
-        return [resolve(t, env) for t in template]
+        out = [resolve(t, env) for t in template]
+        if _size(out) > MAX_SEQ_LEN:  # `["${x}", "${x}"]` doubles x, as `[x, x]` would
+            where = _first_expr(template)
+            if where is not None:
+                raise _error("LS126", f"list longer than {MAX_SEQ_LEN:,} items, nested lists "
+                             "counted in full (limit)", where.loc)
+        return out
     if isinstance(template, dict):
         return {k: resolve(v, env) for k, v in template.items()}
     return template
+
+
+def _first_expr(template: Any) -> Expr | None:
+    """The first expression inside a YAML value (lists and mappings walked), if any."""
+    if isinstance(template, Expr):
+        return template
+    items = template.values() if isinstance(template, dict) else \
+        template if isinstance(template, list) else ()
+    for item in items:
+        found = _first_expr(item)
+        if found is not None:
+            return found
+    return None

@@ -103,10 +103,11 @@ class _Refused(Exception):
         self.code, self.message, self.mark, self.hint = code, message, mark, hint
 
 
-def load_yaml(text: str, path: str) -> YNode:
-    """Parse one YAML document into located nodes, or raise SpecError."""
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
-        raise SpecError([Diagnostic("LS106", f"spec file is larger than {MAX_FILE_BYTES:,} bytes",
+def load_yaml(text: str, path: str, max_bytes: int | None = MAX_FILE_BYTES) -> YNode:
+    """Parse one YAML document into located nodes, or raise SpecError. `max_bytes=None` reads
+    any size (lock files), as strictly otherwise."""
+    if max_bytes is not None and len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise SpecError([Diagnostic("LS106", f"spec file is larger than {max_bytes:,} bytes",
                                     Location(path, 1, 1), hint="split it with `include:`")])
     loader: _StrictLoader | None = None
     try:
