@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lazyspec.errors import SpecError
-from lazyspec.inputs import InputShape, canonical_dtype, parse_input
+from lazyspec.inputs import InputShape, param_dtype, parse_input
 from lazyspec.result import InferResult
 from lazyspec.spec.model import Spec
 from lazyspec.spec.parse import parse_file
@@ -32,7 +32,7 @@ class LoadedSpec:
                 allow: Sequence[str] = ()) -> Any:
         from lazyspec.compile import BuildOptions
 
-        return BuildOptions(device=device, dtype=canonical_dtype(dtype), allow=tuple(allow),
+        return BuildOptions(device=device, dtype=param_dtype(dtype), allow=tuple(allow),
                             overrides=dict(params or {}), scale=scale)
 
     def build(self, device: str = "meta", dtype: str = "float32",

@@ -244,12 +244,13 @@ def infer(
     config: ConfigOpt = None,
 ) -> None:
     """Compile SPEC, dry-run it with the input shape, and print the inferred shapes."""
-    from lazyspec.inputs import canonical_dtype, parse_input
+    from lazyspec.inputs import param_dtype as checked_param_dtype
+    from lazyspec.inputs import parse_input
 
     out = Output(format, output_file, depth)
     report = out.reporter()
     inputs = [parse_input(i) for i in input or []]
-    param_dtype = canonical_dtype(dtype)
+    param_dtype = checked_param_dtype(dtype)
     overrides = parse_sets(set_)
     budgets = _budgets(expect_output, max_params, max_bytes)
     settings = _config(config)
@@ -366,14 +367,15 @@ def export(
     config: ConfigOpt = None,
 ) -> None:
     """The materialised model: an explicit spec, PyTorch code, or an initialised state dict."""
-    from lazyspec.inputs import canonical_dtype, parse_input
+    from lazyspec.inputs import param_dtype as checked_param_dtype
+    from lazyspec.inputs import parse_input
 
     if to not in ("spec", "pytorch", "state-dict"):
         raise usage_error(f"unknown export target '{to}'", "use spec, pytorch or state-dict")
     if to == "state-dict" and output is None:
         raise usage_error("--to state-dict writes a binary file: give --output PATH")
     inputs = [parse_input(i) for i in input or []]
-    param_dtype = canonical_dtype(dtype)
+    param_dtype = checked_param_dtype(dtype)
     overrides = parse_sets(set_)
     settings = _config(config)
     if to == "state-dict" and device == "meta":
@@ -420,12 +422,13 @@ def schema() -> None:
 def _gate(paths: list[Path] | None, update: bool, lock: Path | None, input: list[str] | None,
           device: str, dtype: str, set_: list[str] | None, scale: str | None,
           allow: list[str] | None, out: Output, budgets: Any, config: Path | None) -> None:
-    from lazyspec.inputs import canonical_dtype, parse_input
+    from lazyspec.inputs import param_dtype as checked_param_dtype
+    from lazyspec.inputs import parse_input
 
     report = out.reporter()
     for i in input or []:
         parse_input(i)  # reject bad flags before any work
-    param_dtype = canonical_dtype(dtype)
+    param_dtype = checked_param_dtype(dtype)
     sets = parse_sets(set_)
     settings = _config(config)
     device = check_device(device)

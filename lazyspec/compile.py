@@ -151,7 +151,7 @@ class SpecModule(nn.Module):
 
 
 # Names a node cannot take: they are attributes of the module that holds it.
-RESERVED_NAMES = frozenset(n for n in dir(SpecModule([])) if not n.startswith("_"))
+RESERVED_NAMES = frozenset(dir(SpecModule([])))
 
 
 @dataclass
@@ -427,7 +427,9 @@ class _Builder:
         if node.share is not None:
             module = self.shared(node, modules_by_name, node_trail)
             info.module_path = info.shared_from = self.path_of(module, prefix, modules_by_name)
-            parent.steps.append(Step(info, module, inputs, self.factories.get(id(module))))
+            if node.name is not None:
+                modules_by_name[node.name] = module  # a later node may share this one in turn
+            parent.steps.append(Step(info, module, inputs))  # no factory: never rebuilt alone
             return slot
         assert node.call is not None
         if node.name is None and repeat != 1:
@@ -600,11 +602,11 @@ def check_ties(built_module: nn.Module, ties: list[Tie]) -> list[Diagnostic]:
     """Both sides of every tie must name a parameter of the built model."""
     problems = []
     for tie in ties:
-        for path in (tie.target, tie.source):
+        for path, loc in ((tie.target, tie.loc), (tie.source, tie.source_loc or tie.loc)):
             if _find_param(built_module, path) is None:
                 names = [n for n, _ in built_module.named_parameters(remove_duplicate=False)]
                 problems.append(Diagnostic("LS203", f"tie: '{path}' is not a parameter of the "
-                                           "model", tie.loc, hint=did_you_mean(path, names)))
+                                           "model", loc, hint=did_you_mean(path, names)))
     return problems
 
 
@@ -640,14 +642,14 @@ def build(spec: Spec, options: BuildOptions) -> Built:
     """Compile a parsed spec. Raises SpecError with every problem found (the spec's own first)."""
     problems = list(spec.problems)
     try:
-        torch.device(options.device)
+        device = torch.device(options.device)
     except RuntimeError as e:
         raise usage_error(f"bad device '{options.device}': {e}", "use meta, cpu, cuda or cuda:N") \
             from None
-    try:
-        params = resolve_params(spec, options, problems)
-    except UsageError:
-        raise
+    if device.type == "cuda" and not torch.cuda.is_available():  # the API has no CLI check
+        raise usage_error(f"device '{options.device}' is not available: torch sees no CUDA "
+                          "device", "use device='meta' (the default) or 'cpu'", code="LS302")
+    params = resolve_params(spec, options, problems)
     builder = _Builder(spec, options)
     builder.problems = problems
     builder.spec_params = params

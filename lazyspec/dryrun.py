@@ -487,6 +487,12 @@ def _forward(built: Built, given: Sequence[InputShape],
                 torch.cuda.synchronize(device)
             tracer.seconds = time.perf_counter() - start
     except NodeFailure as failure:
+        if _out_of_memory(failure.cause):  # the machine's limit, not the spec's fault: exit 2
+            raise UsageError([Diagnostic(
+                "LS306", f"node '{failure.step.info.path}' ran out of memory on "
+                f"{built.options.device}: {str(failure.cause).splitlines()[0][:160]}",
+                failure.step.info.loc, hint="use --device meta (the default) or a smaller input")
+            ]) from None
         raise DryRunError(_failure_diagnostic(failure, built), tracer.ran) from None
     except OutputIndexError as e:  # the model's own `outputs:` picked a missing output
         raise DryRunError(Diagnostic("LS132", f"`outputs:` reads an output that does not exist: "
@@ -500,6 +506,12 @@ def _forward(built: Built, given: Sequence[InputShape],
         raise SpecError(problems)
     outputs = out if isinstance(out, tuple) else (out,)
     return bound, [shape_tree(o) for o in outputs], tracer
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    oom = getattr(torch, "OutOfMemoryError", MemoryError)
+    return isinstance(e, (MemoryError, oom)) or (
+        isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
 
 
 def _failure_diagnostic(f: NodeFailure, built: Built) -> Diagnostic:

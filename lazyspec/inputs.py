@@ -37,6 +37,20 @@ def canonical_dtype(name: str, what: str = "dtype") -> str:
     return DTYPES[key][0]
 
 
+# Parameter dtypes that every module can be built with and every device can run.
+PARAM_DTYPES = ("float32", "float64", "float16", "bfloat16")
+
+
+def param_dtype(name: str) -> str:
+    """`--dtype`: a floating dtype that modules are built in (an integer dtype would be ignored
+    by the modules and only mislabel the byte counts)."""
+    dtype = canonical_dtype(name)
+    if dtype not in PARAM_DTYPES:
+        raise usage_error(f"--dtype {name}: parameters are built in a floating dtype",
+                          "choose one of: " + ", ".join(PARAM_DTYPES))
+    return dtype
+
+
 @dataclass(frozen=True)
 class InputShape:
     """One `--input` flag: an optional name, a shape (numbers, or names for symbolic dims) and

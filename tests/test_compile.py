@@ -137,3 +137,61 @@ def test_several_input_sets_for_a_two_input_model():
     result = lazyspec.infer(SPECS / "two_input.yaml", "a=2,32", "b=2,32", "a=5,32", "b=5,32")
     assert [i.shape for i in result.more_runs[0].inputs] == [(5, 32), (5, 32)]
     assert result.more_runs[0].outputs[0][0] == 5
+
+
+def test_share_of_a_share_reuses_the_first_module(write_spec):
+    spec = write_spec("inputs: {a: [B, 3], b: [B, 3]}\nlayers:\n  - enc_a: LazyLinear(4)\n"
+                      "    in: a\n  - enc_b:\n    share: enc_a\n    in: b\n  - enc_c:\n"
+                      "    share: enc_b\n    in: b\n  - op: Add\n    in: [enc_a, enc_c]\n")
+    result = lazyspec.infer(spec, "a=2,3", "b=2,3")
+    assert result.totals.params == 16
+    assert result.params[0].shared == "shared by enc_b, enc_c"
+
+
+def test_underscore_names_that_clash_with_module_internals_are_refused(write_spec):
+    with pytest.raises(SpecError, match="name '_modules' clashes") as exc:
+        lazyspec.infer(write_spec("layers:\n  - _modules: LazyLinear(4)\n"), "2,3")
+    assert exc.value.diagnostics[0].code == "LS115"
+
+
+def test_tie_errors_point_at_the_wrong_path(write_spec):
+    spec = write_spec("layers:\n  - LazyLinear(4)\ntie: [[0.weight, nope.weight]]\n")
+    with pytest.raises(SpecError, match=r"'nope\.weight' is not a parameter") as exc:
+        lazyspec.infer(spec, "2,3")
+    loc = exc.value.diagnostics[0].location
+    assert (loc.line, loc.col) == (3, 18)
+
+
+def test_integer_parameter_dtype_is_refused(cli):
+    from conftest import SPECS
+
+    r = cli("infer", SPECS / "mlp.yaml", "--input", "2,20", "--dtype", "int64")
+    assert r.code == 2 and "floating dtype" in r.stderr
+
+
+def test_build_on_missing_cuda_is_a_usage_error():
+    import torch
+    from conftest import SPECS
+
+    from lazyspec.errors import UsageError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(UsageError, match="not available") as exc:
+        lazyspec.load(SPECS / "mlp.yaml").build(device="cuda")
+    assert exc.value.exit_code == 2
+
+
+def test_include_fan_out_reads_each_file_once(write_spec):
+    fan = 20
+    write_spec("params: {z: 3}\n", "f3.yaml")
+    for i in (2, 1, 0):
+        write_spec("include: [" + ", ".join([f"f{i + 1}.yaml"] * fan) + "]\n", f"f{i}.yaml")
+    spec = write_spec("include: [" + ", ".join(["f0.yaml"] * fan) + "]\nlayers:\n"
+                      "  - LazyLinear(z)\n")
+    assert lazyspec.infer(spec, "2,3").outputs == [(2, 3)]
+
+
+def test_special_files_are_refused(cli):
+    r = cli("infer", "/dev/zero", "--input", "2")
+    assert r.code == 2 and "not a regular file" in r.stderr

@@ -81,7 +81,8 @@ class Block:
 class Tie:
     target: str  # becomes the same Parameter as `source`
     source: str
-    loc: Location
+    loc: Location  # of the target (the entry)
+    source_loc: Location | None = None
 
 
 @dataclass

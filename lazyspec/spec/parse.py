@@ -183,7 +183,7 @@ class _Parser:
                 continue
             a, b = pair
             assert isinstance(a, YScalar) and isinstance(b, YScalar)
-            out.append(Tie(str(a.value), str(b.value), a.loc))
+            out.append(Tie(str(a.value), str(b.value), a.loc, b.loc))
         return out
 
     def block(self, name: str, node: YNode, loc: Location) -> Block | None:
@@ -389,11 +389,16 @@ def read_text(path: Path) -> str:
     """Read a spec file; raises OSError / UnicodeDecodeError for the caller to report."""
     from lazyspec.spec.yamlload import MAX_FILE_BYTES
 
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise SpecError([Diagnostic("LS106", f"spec file is {size:,} bytes, over the "
-                                    f"{MAX_FILE_BYTES:,}-byte limit", Location(str(path), 1, 1))])
-    return path.read_text(encoding="utf-8")
+    if not path.is_file():  # a FIFO would hang, /dev/zero would never end
+        raise OSError(21 if path.is_dir() else 22,
+                      "is a folder" if path.is_dir() else "not a regular file", str(path))
+    with path.open("rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)  # never more than the limit, whatever st_size says
+    if len(data) > MAX_FILE_BYTES:
+        raise SpecError([Diagnostic("LS106", f"spec file is over the {MAX_FILE_BYTES:,}-byte "
+                                    "limit", Location(str(path), 1, 1),
+                                    hint="split it with `include:`")])
+    return data.decode("utf-8")
 
 
 def parse_file(path: str | os.PathLike[str]) -> Spec:
@@ -403,7 +408,7 @@ def parse_file(path: str | os.PathLike[str]) -> Spec:
     an unreadable file raises UsageError.
     """
     p = Path(path)
-    return _parse_with_includes(p, p.resolve().parent, [], 0, None)
+    return _parse_with_includes(p, p.resolve().parent, [], 0, None, {})
 
 
 def _read(path: Path, display: str, at: Location | None) -> str:
@@ -419,8 +424,13 @@ def _read(path: Path, display: str, at: Location | None) -> str:
         raise UsageError([Diagnostic("LS100", f"cannot read spec '{display}': {reason}")]) from None
 
 
+MAX_INCLUDES = 256  # include entries followed in one spec, all files together
+
+
 def _parse_with_includes(path: Path, root: Path, stack: list[Path], depth: int,
-                         at: Location | None) -> Spec:
+                         at: Location | None, done: dict[Path, Spec]) -> Spec:
+    """Parse a file and what it includes. `done` holds each file parsed so far in this spec:
+    a file included from many places is read once (fan-out must not grow exponentially)."""
     display = str(path)
     text = _read(path, display, at)
     tree = load_yaml(text, display)
@@ -436,16 +446,24 @@ def _parse_with_includes(path: Path, root: Path, stack: list[Path], depth: int,
     for inc, loc in spec.includes:
         target = (path.parent / inc)
         problem = _include_problem(inc, target, root, [*stack, real], depth)
+        followed = sum(len(s.includes) for s in done.values()) + len(spec.includes)
+        if problem is None and followed > MAX_INCLUDES:
+            problem = ("LS126", f"more than {MAX_INCLUDES} includes in one spec (limit)", None)
         if problem:
             spec.problems.append(Diagnostic(problem[0], problem[1], loc, hint=problem[2]))
             continue
-        try:
-            sub = _parse_with_includes(target, root, [*stack, real], depth + 1, loc)
-        except SpecError as e:
-            spec.problems.extend(e.diagnostics)
-            continue
+        key = target.resolve()
+        if key in done:  # already read for this spec: its problems are reported once
+            sub = done[key]
+        else:
+            try:
+                sub = _parse_with_includes(target, root, [*stack, real], depth + 1, loc, done)
+            except SpecError as e:
+                spec.problems.extend(e.diagnostics)
+                continue
+            done[key] = sub
+            spec.problems.extend(sub.problems)
         spec.sources.update(sub.sources)
-        spec.problems.extend(sub.problems)
         included_params.update(sub.params)
         included_blocks.update(sub.blocks)
         included_scales.update(sub.scales)
