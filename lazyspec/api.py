@@ -13,12 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from lazyspec.errors import SpecError
-from lazyspec.inputs import InputShape, param_dtype, parse_input
+from lazyspec.inputs import InputLike, param_dtype, to_input
 from lazyspec.result import InferResult
 from lazyspec.spec.model import Spec
 from lazyspec.spec.parse import parse_file
-
-InputLike = str | InputShape | Sequence[int]
 
 
 @dataclass
@@ -61,14 +59,6 @@ class LoadedSpec:
 
         return dryrun.infer(self.spec, self.options(device, dtype, params, scale, allow),
                             [to_input(i) for i in inputs])
-
-
-def to_input(value: InputLike) -> InputShape:
-    if isinstance(value, InputShape):
-        return value
-    if isinstance(value, str):
-        return parse_input(value)
-    return InputShape(None, tuple(int(d) for d in value), None)
 
 
 def load(path: str | os.PathLike[str]) -> LoadedSpec:

@@ -470,7 +470,8 @@ def check(
     max_bytes: MaxBytesOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Check specs against the lock file and budgets (the CI gate). Writes nothing."""
+    """Check specs against the lock file and budgets (the CI gate). Writes nothing but with
+    --update."""
     _gate(paths, update, lock, input, device, dtype, set_, scale, allow,
           Output(format, output_file), _budgets(expect_output, max_params, max_bytes), config)
 

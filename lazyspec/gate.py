@@ -14,8 +14,8 @@ from typing import Any
 from lazyspec import lock as lockfile
 from lazyspec.config import Budgets, Config, RunConfig
 from lazyspec.errors import Diagnostic, LazyspecError, Location, SpecError, UsageError
-from lazyspec.inputs import parse_input
-from lazyspec.result import InferResult
+from lazyspec.inputs import parse_input, to_input
+from lazyspec.result import InferResult, as_lists
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -80,13 +80,9 @@ class Outcome:
         r = self.result
         return lockfile.LockEntry(
             spec=self.spec_key, key=self.key, inputs=list(self.run.inputs),
-            outputs=[_as_lists(o) for o in r.outputs], total=r.totals.params,
+            outputs=[as_lists(o) for o in r.outputs], total=r.totals.params,
             params={p.path: list(p.shape) for p in r.params},
             scale=self.run.scale, sets=dict(self.run.sets))
-
-
-def _as_lists(value: Any) -> Any:
-    return [_as_lists(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 @dataclass
@@ -177,7 +173,6 @@ def plan(specs: list[Path], config: Config, options: GateOptions,
 def run_one(spec: Path, run: RunConfig, key_root: Path, options: GateOptions,
             config: Config) -> Outcome:
     from lazyspec import dryrun
-    from lazyspec.api import to_input
     from lazyspec.compile import BuildOptions
     from lazyspec.spec.parse import parse_file
 

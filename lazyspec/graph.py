@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from lazyspec.api import InputLike
     from lazyspec.compile import Built, SpecModule
+    from lazyspec.inputs import InputLike
     from lazyspec.result import InferResult, ShapeTree
 
 GRAPH_FORMATS = ("mermaid", "dot")
@@ -338,9 +338,10 @@ def graph_for(spec_path: str | os.PathLike[str], inputs: Sequence[InputLike] = (
     `LoadedSpec.build`: device, dtype, params, scale, allow.
     """
     from lazyspec import dryrun
-    from lazyspec.api import load, to_input
+    from lazyspec.api import load
     from lazyspec.compile import build
     from lazyspec.errors import UsageError
+    from lazyspec.inputs import to_input
 
     loaded = load(spec_path)
     options = loaded.options(**build_options)

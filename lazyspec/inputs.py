@@ -6,6 +6,7 @@ Torch-free, so bad flags are caught before torch is imported.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lazyspec.errors import usage_error
@@ -95,3 +96,15 @@ def parse_input(text: str) -> InputShape:
     dtype = canonical_dtype(m.group("dtype"), "input dtype") if m.group("dtype") else None
     return InputShape(m.group("name"), tuple(shape), dtype)
 
+
+
+InputLike = str | InputShape | Sequence[int]
+
+
+def to_input(value: InputLike) -> InputShape:
+    """An input shape from the Python API: `"2,20"`, `(2, 20)` or an InputShape."""
+    if isinstance(value, InputShape):
+        return value
+    if isinstance(value, str):
+        return parse_input(value)
+    return InputShape(None, tuple(int(d) for d in value), None)

@@ -11,6 +11,7 @@ from typing import Any
 
 from lazyspec.errors import Diagnostic, Location, UsageError
 from lazyspec.fileio import atomic_write
+from lazyspec.result import as_lists
 
 LOCK_VERSION = 1
 HEADER = ("# lazyspec.lock: written by `lazyspec lock`. Review changes like code; "
@@ -44,12 +45,6 @@ def run_key(inputs: list[str] | tuple[str, ...], scale: str | None,
     return " ".join(parts)
 
 
-def _lists(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_lists(v) for v in value]
-    return value
-
-
 def _q(text: str) -> str:
     return json.dumps(text)  # a JSON string is a valid YAML double-quoted scalar
 
@@ -69,7 +64,7 @@ def render(entries: list[LockEntry]) -> str:
                 out.append(f"      scale: {_q(e.scale)}\n")
             if e.sets:
                 out.append(f"      set: {json.dumps(e.sets, sort_keys=True)}\n")
-            out.append(f"      outputs: {json.dumps(_lists(e.outputs))}\n")
+            out.append(f"      outputs: {json.dumps(as_lists(e.outputs))}\n")
             out.append(f"      total: {e.total}\n")
             if e.params:
                 out.append("      params:\n")
@@ -147,13 +142,13 @@ def write(path: Path, entries: list[LockEntry]) -> None:
 
 
 def _shape(shape: Any) -> str:
-    return json.dumps(_lists(shape)).replace(",", ", ").replace(",  ", ", ")
+    return json.dumps(as_lists(shape)).replace(",", ", ").replace(",  ", ", ")
 
 
 def diff(old: LockEntry, new: LockEntry) -> list[str]:
     """Readable differences: which parameter, old shape -> new shape."""
     lines = []
-    if _lists(old.outputs) != _lists(new.outputs):
+    if as_lists(old.outputs) != as_lists(new.outputs):
         lines.append(f"output {_fmt_outputs(old.outputs)} -> {_fmt_outputs(new.outputs)}")
     for name, shape in new.params.items():
         if name not in old.params:

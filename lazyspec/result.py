@@ -13,6 +13,11 @@ Shape = tuple[int, ...]
 ShapeTree = Any  # Shape | list[ShapeTree] | str
 
 
+def as_lists(shape: ShapeTree) -> Any:
+    """A shape tree with lists for tuples: the form JSON and the lock file write."""
+    return [as_lists(v) for v in shape] if isinstance(shape, (list, tuple)) else shape
+
+
 @dataclass
 class InputRecord:
     name: str

@@ -16,10 +16,10 @@ from torch.nn.modules.lazy import LazyModuleMixin
 
 import lazyspec
 from lazyspec import dryrun, export
-from lazyspec.api import to_input
 from lazyspec.builtin_ops import BUILTIN_OPS
 from lazyspec.compile import Built, build
 from lazyspec.errors import UsageError
+from lazyspec.inputs import to_input
 from lazyspec.result import InferResult
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from lazyspec.errors import Diagnostic, Location
+from lazyspec.result import as_lists
 
 if TYPE_CHECKING:
     from lazyspec.gate import GateReport, Outcome
@@ -26,10 +27,6 @@ def diagnostic(d: Diagnostic) -> dict[str, Any]:
             "hint": d.hint}
 
 
-def _shape(value: Any) -> Any:
-    return [_shape(v) for v in value] if isinstance(value, (list, tuple)) else value
-
-
 def totals(t: Totals) -> dict[str, Any]:
     return {**asdict(t), "macs": t.macs}
 
@@ -42,12 +39,12 @@ def result_fields(r: InferResult | None) -> dict[str, Any]:
     return {
         "name": r.name, "device": r.device, "dtype": r.dtype,
         "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in r.inputs],
-        "outputs": [_shape(o) for o in r.outputs],
+        "outputs": [as_lists(o) for o in r.outputs],
         "params": [{"path": p.path, "op": p.op, "module_type": p.module_type,
                     "shape": list(p.shape), "count": p.count, "dtype": p.dtype,
                     "bytes": p.bytes, "trainable": p.trainable, "shared": p.shared,
                     "location": location(p.location)} for p in r.params],
-        "nodes": [{"path": n.path, "op": n.op, "depth": n.depth, "output": _shape(n.output),
+        "nodes": [{"path": n.path, "op": n.op, "depth": n.depth, "output": as_lists(n.output),
                    "skipped": n.skipped, "shared_from": n.shared_from, "params": n.params,
                    "flops": n.flops, "unknown_ops": n.unknown_ops,
                    "activation_bytes": n.activation_bytes, "symbolic": n.symbolic,
@@ -57,7 +54,7 @@ def result_fields(r: InferResult | None) -> dict[str, Any]:
         "symbols": dict(r.symbols), "symbolic_outputs": list(r.symbolic_outputs),
         "more_runs": [{"inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype}
                                   for i in m.inputs],
-                       "outputs": [_shape(o) for o in m.outputs]} for m in r.more_runs],
+                       "outputs": [as_lists(o) for o in m.outputs]} for m in r.more_runs],
         "notes": list(r.notes),
     }
 
@@ -72,7 +69,7 @@ def _run(o: Outcome) -> dict[str, Any]:
     r = o.result
     return {"spec": o.spec_key, "key": o.key, "inputs": list(o.run.inputs), "scale": o.run.scale,
             "status": o.status, "lock_status": o.lock_status, "drift": o.drift,
-            "outputs": [_shape(x) for x in r.outputs] if r else [],
+            "outputs": [as_lists(x) for x in r.outputs] if r else [],
             "totals": totals(r.totals) if r else None,
             "diagnostics": [diagnostic(d) for d in o.diagnostics]}
 

@@ -26,13 +26,9 @@ CONSTANT_NAMES: dict[str, Any] = {
 }
 
 
-def _checked_len(seq: Any) -> Any:
-    return len(seq)
-
-
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "min": min, "max": max, "abs": abs, "int": int, "float": float, "round": round,
-    "ceil": math.ceil, "floor": math.floor, "len": _checked_len,
+    "ceil": math.ceil, "floor": math.floor, "len": len,
 }
 
 _BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
@@ -77,11 +73,6 @@ class Expr:
     @property
     def text(self) -> str:
         return ast.get_source_segment(self.span.text, self.node) or self.span.text
-
-    def names(self) -> set[str]:
-        """Param names this expression reads."""
-        return {n.id for n in ast.walk(self.node)
-                if isinstance(n, ast.Name) and n.id not in CONSTANT_NAMES and n.id not in FUNCTIONS}
 
 
 @dataclass(frozen=True)
