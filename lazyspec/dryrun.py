@@ -101,7 +101,7 @@ class Tracer:
                     if not _lacks_meta_kernel(e, xs, step):
                         raise
                     out = self.run_on_cpu(owner, step, xs, e)
-        except NodeFailure:
+        except (NodeFailure, UsageError):
             raise
         except Exception as e:  # any op failing on user shapes becomes a located report
             raise NodeFailure(step, xs, e) from e
@@ -122,8 +122,16 @@ class Tracer:
         materialised module moved back to `meta` in place of the lazy one.
         """
         assert step.factory is not None and step.module is not None
-        from torch.utils._pytree import tree_map
+        from torch.utils._pytree import tree_leaves, tree_map
 
+        # The stand-ins are real tensors: a meta run must not allocate what the machine lacks.
+        needed = sum(_bytes(x) for x in tree_leaves(xs) if isinstance(x, torch.Tensor)) * 3
+        available = free_memory("cpu")
+        if available is not None and needed > available:
+            raise UsageError([Diagnostic(
+                "LS306", f"node '{step.info.path}' ({step.info.op}) has no meta kernel and would "
+                f"run on the CPU, which needs about {_gib(needed)} but {_gib(available)} is free",
+                step.info.loc, hint="give a smaller input")])
         cpu_module = step.factory(torch.device("cpu"))
         cpu_module.eval()
         cpu_out = cpu_module(*tree_map(_on_cpu, xs))

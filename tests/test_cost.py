@@ -100,3 +100,13 @@ def test_cuda_dry_run_matches_meta():
         cuda = lazyspec.infer(SPECS / spec, shape, device="cuda")
         assert [(p.path, p.shape) for p in cuda.params] == [(p.path, p.shape) for p in meta.params]
         assert cuda.run is not None and cuda.run.peak_bytes
+
+
+def test_cpu_fallback_that_would_not_fit_is_refused(cli, write_spec, monkeypatch):
+    from lazyspec import dryrun
+
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    monkeypatch.setattr(dryrun, "free_memory", lambda device: 1000)
+    spec = write_spec("layers:\n  - allowpkg.layers.CpuOnly(4)\n")
+    r = cli("infer", spec, "--input", "2,500", "--allow", "allowpkg")
+    assert r.code == 2 and "error[LS306]" in r.stderr and "no meta kernel" in r.stderr

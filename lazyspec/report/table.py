@@ -59,7 +59,7 @@ def cost_lines(result: InferResult) -> list[str]:
         peak = "unknown" if run.peak_bytes is None else fmt_bytes(run.peak_bytes)
         what = "peak allocated" if result.device.startswith("cuda") else "peak RSS"
         free = "" if run.available_bytes is None else f" of {fmt_bytes(run.available_bytes)} free"
-        lines.append(f"{result.device} run: forward {run.forward_seconds * 1e3:,.0f} ms; "
+        lines.append(f"{result.device} run: traced forward {run.forward_seconds * 1e3:,.0f} ms; "
                      f"{what} {peak}; estimated {fmt_bytes(run.estimate_bytes)}{free}")
     return lines
 
