@@ -388,6 +388,16 @@ class _Builder:
             return 0
         return value
 
+    def arguments(self, call: OpCall, env: Mapping[str, Any], trail: tuple[str, ...],
+                  ) -> tuple[list[Any], dict[str, Any]] | None:
+        """A call's evaluated arguments, or None when one failed (already reported: building
+        would only add noise)."""
+        args = [self.evaluate(a.value, env, trail) for a in call.args]
+        kwargs = {k: self.evaluate(a.value, env, trail) for k, a in call.kwargs}
+        if any(v is FAILED for v in [*args, *kwargs.values()]):
+            return None
+        return args, kwargs
+
     def evaluate(self, value: Any, env: Mapping[str, Any], trail: tuple[str, ...]) -> Any:
         """The value, or FAILED (reported) when it cannot be evaluated."""
         try:
@@ -535,10 +545,10 @@ class _Builder:
         except ops.OpLookupError as e:
             self.fail(e.code, e.message, call.loc, trail, e.hint)
             return None
-        args = [self.evaluate(a.value, env, trail) for a in call.args]
-        kwargs = {k: self.evaluate(a.value, env, trail) for k, a in call.kwargs}
-        if any(v is FAILED for v in [*args, *kwargs.values()]):
-            return None  # already reported; building would only add noise
+        evaluated = self.arguments(call, env, trail)
+        if evaluated is None:
+            return None
+        args, kwargs = evaluated
         signature = opdef.signature
         try:
             signature.bind(*args, **kwargs)
@@ -567,10 +577,10 @@ class _Builder:
             self.fail("LS126", f"blocks nested deeper than {MAX_BLOCK_DEPTH} levels (limit)",
                       call.loc, trail)
             return None
-        args = [self.evaluate(a.value, env, trail) for a in call.args]
-        kwargs = {k: self.evaluate(a.value, env, trail) for k, a in call.kwargs}
-        if any(v is FAILED for v in [*args, *kwargs.values()]):
+        evaluated = self.arguments(call, env, trail)
+        if evaluated is None:
             return None
+        args, kwargs = evaluated
         signature = inspect.Signature([inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD)
                                        for p in block.params])
         try:
