@@ -7,11 +7,12 @@ and raised together as one SpecError.
 
 from __future__ import annotations
 
+import enum
 import inspect
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -44,17 +45,35 @@ class BuildOptions:
     max_nodes: int = MAX_NODES
 
 
+class NodeKind(enum.Enum):
+    """What a compiled node is. Reports, the graph and export read it; nothing parses labels."""
+
+    OP = "op"  # one op's module: a torch.nn class, a built-in op, a class from an allowed package
+    BLOCK = "block"  # a call of one of the spec's blocks: a SpecModule of its own nodes
+    REPEAT = "repeat"  # a named `repeat:` container holding its copies name.0 ... name.{n-1}
+    COPY = "copy"  # one copy made by `repeat:`, in its container or spliced into the list
+    SHARE = "share"  # a `share:` node: calls an earlier node's module again
+    SKIP = "skip"  # passes its first input through: `when: false`, `repeat: 0` (or it failed)
+
+
 @dataclass
 class NodeInfo:
     """One node of the compiled model, as reports show it."""
 
     path: str  # module path from the root, e.g. layer2.0.conv1
-    op: str  # the op as the spec names it (block name for a block call)
+    op: str  # the op as the spec names it (block name for a block call), for display
     loc: Location
     trail: tuple[str, ...]  # e.g. ("layer2", "Stage", "0", "BasicBlock", "conv1")
     order: int  # pre-order position, for printing nested nodes in spec order
+    kind: NodeKind = NodeKind.OP
+    local: str = ""  # its name in the enclosing list: `fc`, `3`, `3(repeat 0)`
+    named: bool = False  # named in the spec; otherwise by its index in the list
+    indices: int = 1  # list indices it takes: an unnamed `repeat: n` takes n, `repeat: 0` none
+    block: str | None = None  # the spec block its op calls (also when skipped)
+    copies: int = 0  # REPEAT: how many copies the container holds
+    share_target: str | None = None  # the node named by `share:` (also when skipped)
     module_path: str | None = None  # where its module is registered; None: passthrough
-    shared_from: str | None = None  # `share:` target's path
+    shared_from: str | None = None  # path of the node that owns the module a share calls
     skipped: str | None = None  # why it passes its input through (when false, repeat 0)
 
     @property
@@ -62,8 +81,13 @@ class NodeInfo:
         return self.path.count(".")
 
 
-# Where a step's input comes from: (slot, output index for `name.K`, the reference as written).
-Pick = tuple[int, int | None, Ref | None]
+class Pick(NamedTuple):
+    """Where a step's input comes from: a slot, an output index for `name.K`, the reference as
+    written (for messages; None for the links the compiler makes itself)."""
+
+    slot: int
+    output: int | None = None
+    ref: Ref | None = None
 
 
 class OutputIndexError(Exception):
@@ -75,19 +99,18 @@ class OutputIndexError(Exception):
 
 
 def pick(values: list[Any], p: Pick) -> Any:
-    slot, index, ref = p
-    value = values[slot]
-    if index is None:
+    value = values[p.slot]
+    if p.output is None:
         return value
-    text, where = (ref.text, ref.loc) if ref else (f".{index}", None)
+    text, where = (p.ref.text, p.ref.loc) if p.ref else (f".{p.output}", None)
     if not isinstance(value, (tuple, list)):
         shape = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
         raise OutputIndexError(f"'{text}': the node returns one tensor {shape}, not several "
                                "outputs", where)
-    if not -len(value) <= index < len(value):
+    if not -len(value) <= p.output < len(value):
         raise OutputIndexError(f"'{text}': the node returns {len(value)} outputs "
                                f"(0..{len(value) - 1})", where)
-    return value[index]
+    return value[p.output]
 
 
 @dataclass(frozen=True)
@@ -282,6 +305,45 @@ def resolve_params(spec: Spec, options: BuildOptions,
 # --- the builder --------------------------------------------------------------------------------
 
 
+@dataclass
+class _Scope:
+    """One node list being compiled: the module it fills, and what its nodes see."""
+
+    module: SpecModule
+    env: Mapping[str, Any]
+    prefix: str  # module path of the list, with a trailing `.` (empty at the top)
+    trail: tuple[str, ...]
+    stack: tuple[str, ...]  # blocks being compiled, outermost first (recursion check)
+    modules: dict[str, nn.Module | None] = field(default_factory=dict)  # by name, for share:
+
+    def add(self, step: Step) -> int:
+        """Append a step; the slot of its output."""
+        self.module.steps.append(step)
+        return len(self.module.input_names) + len(self.module.steps) - 1
+
+    def path_of(self, module: nn.Module | None) -> str | None:
+        """The path of the first node in this list that holds `module`."""
+        for name, m in self.modules.items():
+            if m is module and module is not None:
+                return f"{self.prefix}{name}"
+        return None
+
+
+@dataclass
+class _Names:
+    """What references in a node list resolve against, filled as its nodes compile."""
+
+    graph: Graph
+    slot_of: dict[str, int] = field(default_factory=dict)  # input and node names -> slot
+    by_position: list[int] = field(default_factory=list)  # node position -> slot
+    later: dict[str, Node] = field(default_factory=dict)  # every named node, for LS131
+
+    def __post_init__(self) -> None:
+        self.slot_of = {name: i for i, name in enumerate(self.graph.input_names)}
+        self.later = {n.name: n for n in self.graph.layers if n.name is not None}
+
+
+
 class _Builder:
     def __init__(self, spec: Spec, options: BuildOptions):
         self.spec, self.options = spec, options
@@ -300,72 +362,71 @@ class _Builder:
 
     def graph(self, graph: Graph, env: Mapping[str, Any], prefix: str, trail: tuple[str, ...],
               stack: tuple[str, ...]) -> SpecModule:
-        module = SpecModule(graph.input_names)
-        slot_of: dict[str, int] = {name: i for i, name in enumerate(graph.input_names)}
-        slot_by_position: list[int] = []
-        later = {n.name: n for n in graph.layers if n.name is not None}
-        modules_by_name: dict[str, nn.Module | None] = {}
-        index = 0
+        scope = _Scope(SpecModule(graph.input_names), env, prefix, trail, stack)
+        names = _Names(graph)
+        index = 0  # the next list index an unnamed node takes
         for node in graph.layers:
-            if node.name is not None and (node.name in slot_of):
-                self.fail("LS115", f"name '{node.name}' is used twice in this list", node.loc,
-                          trail, "each node and input in a list needs its own name")
-            if node.name is not None and node.name in RESERVED_NAMES:
-                self.fail("LS115", f"name '{node.name}' clashes with an nn.Module attribute",
-                          node.loc, trail, f"rename the node, for example '{node.name}_'")
-                node = replace(node, broken=True)
-            inputs = self.refs(node, graph, slot_of, slot_by_position, later, trail)
+            node = self.checked_name(node, names, trail)
+            inputs = self.refs(node, names, trail)
             local = node.name if node.name is not None else str(index)
-            # An unnamed node with `repeat: n` takes n indices, as in a hand-written Sequential.
             repeat = self.repeat(node, env, trail)
-            index += repeat if (node.name is None and node.call is not None and repeat != 1) else 1
-            out_slot = self.node(module, node, env, prefix, local, trail, stack, inputs, repeat,
-                                 modules_by_name)
-            slot_by_position.append(out_slot)
+            # An unnamed node with `repeat: n` takes n indices, as in a hand-written Sequential.
+            indices = repeat if (node.name is None and node.call is not None
+                                 and repeat != 1) else 1
+            index += indices
+            out_slot = self.node(scope, node, local, inputs, repeat, indices)
+            names.by_position.append(out_slot)
             if node.name is not None:
-                slot_of[node.name] = out_slot
-        module.outputs = [x for x in (self.ref(r, graph, slot_of, slot_by_position, later, trail,
-                                                len(graph.layers)) for r in graph.outputs or [])
-                          if x is not None]
+                names.slot_of[node.name] = out_slot
+        module = scope.module
+        module.outputs = [x for x in (self.ref(r, names, trail, len(graph.layers))
+                                      for r in graph.outputs or []) if x is not None]
         if not graph.outputs:
-            last = slot_by_position[-1] if slot_by_position else 0
-            module.outputs = [(last, None, None)]
+            module.outputs = [Pick(names.by_position[-1] if names.by_position else 0)]
         return module
+
+    def checked_name(self, node: Node, names: _Names, trail: tuple[str, ...]) -> Node:
+        if node.name is not None and node.name in names.slot_of:
+            self.fail("LS115", f"name '{node.name}' is used twice in this list", node.loc,
+                      trail, "each node and input in a list needs its own name")
+        if node.name is not None and node.name in RESERVED_NAMES:
+            self.fail("LS115", f"name '{node.name}' clashes with an nn.Module attribute",
+                      node.loc, trail, f"rename the node, for example '{node.name}_'")
+            return replace(node, broken=True)
+        return node
 
     # references
 
-    def refs(self, node: Node, graph: Graph, slot_of: dict[str, int], by_pos: list[int],
-             later: dict[str, Node], trail: tuple[str, ...]) -> tuple[Pick, ...]:
+    def refs(self, node: Node, names: _Names, trail: tuple[str, ...]) -> tuple[Pick, ...]:
+        previous = (Pick(names.by_position[-1] if names.by_position else 0),)
         if node.inputs is None:
-            return ((by_pos[-1] if by_pos else 0, None, None),)
+            return previous
         out = []
         for r in node.inputs:
-            resolved = self.ref(r, graph, slot_of, by_pos, later, trail, node.position)
+            resolved = self.ref(r, names, trail, node.position)
             if resolved is not None:
                 out.append(resolved)
-        return tuple(out) or ((by_pos[-1] if by_pos else 0, None, None),)
+        return tuple(out) or previous
 
-    def ref(self, r: Ref, graph: Graph, slot_of: dict[str, int], by_pos: list[int],
-            later: dict[str, Node], trail: tuple[str, ...],
-            position: int) -> Pick | None:
+    def ref(self, r: Ref, names: _Names, trail: tuple[str, ...], position: int) -> Pick | None:
         if isinstance(r.target, int):
             p = position + r.target
             if p >= 0:
-                return (by_pos[p], r.index, r)
-            if p == -1 and len(graph.input_names) == 1:
-                return (0, r.index, r)
+                return Pick(names.by_position[p], r.index, r)
+            if p == -1 and len(names.graph.input_names) == 1:
+                return Pick(0, r.index, r)
             self.fail("LS130", f"'{r.text}' reaches before the first node", r.loc, trail,
                       "use -1 for the previous node, or name the input")
             return None
-        if r.target in slot_of:
-            return (slot_of[r.target], r.index, r)
-        if r.target in later:
-            self.fail("LS131", f"'{r.target}' is defined later (line {later[r.target].loc.line}); "
-                      "a node can only read earlier nodes", r.loc, trail,
-                      "move the node up, so the model stays acyclic")
+        if r.target in names.slot_of:
+            return Pick(names.slot_of[r.target], r.index, r)
+        if r.target in names.later:
+            self.fail("LS131", f"'{r.target}' is defined later (line "
+                      f"{names.later[r.target].loc.line}); a node can only read earlier nodes",
+                      r.loc, trail, "move the node up, so the model stays acyclic")
             return None
         self.fail("LS130", f"unknown reference '{r.target}'", r.loc, trail,
-                  did_you_mean(r.target, list(slot_of)) or
+                  did_you_mean(r.target, list(names.slot_of)) or
                   "refer to an earlier node's name, an input's name or -1, -2, ...")
         return None
 
@@ -408,80 +469,116 @@ class _Builder:
             self.problems.extend(e.diagnostics)
             return FAILED
 
-    def node(self, parent: SpecModule, node: Node, env: Mapping[str, Any], prefix: str,
-             local: str, trail: tuple[str, ...], stack: tuple[str, ...],
-             inputs: tuple[Pick, ...], repeat: int,
-             modules_by_name: dict[str, nn.Module | None]) -> int:
-        path = f"{prefix}{local}"
-        if node.name is None and repeat == 0:
-            path = f"{prefix}{local}(repeat 0)"  # takes no index: keep clear of the next node
-        node_trail = (*trail, node.label if node.name else local)
-        op_name = node.call.name if node.call else (f"share:{node.share[0]}" if node.share else "?")
-        info = NodeInfo(path, op_name, node.loc, node_trail, len(self.nodes))
+    def node(self, scope: _Scope, node: Node, local: str, inputs: tuple[Pick, ...],
+             repeat: int, indices: int) -> int:
+        """Compile one node of a list into steps of `scope`; the slot of its output. One
+        function per kind of node: skipped, shared, spliced copies, repeat container, single."""
+        trail = (*scope.trail, node.label if node.name else local)
+        when = self.when(node, scope.env, trail)
+        if node.broken or (node.call is None and node.share is None):
+            return self.passthrough(scope, node, local, trail, inputs, indices, None)
+        if not when or repeat == 0:
+            return self.passthrough(scope, node, local, trail, inputs, indices,
+                                    "when: false" if not when else "repeat: 0")
+        if node.share is not None:
+            return self.share(scope, node, local, trail, inputs)
+        if node.name is None and repeat != 1:
+            return self.spliced_copies(scope, node, int(local), inputs, repeat)
+        if node.name is not None and node.repeat is not None:
+            return self.repeat_container(scope, node, local, trail, inputs, repeat)
+        return self.single(scope, node, local, trail, inputs)
+
+    def when(self, node: Node, env: Mapping[str, Any], trail: tuple[str, ...]) -> bool:
+        if node.when is None:
+            return True
+        value = self.evaluate(node.when, env, trail)
+        return value is FAILED or bool(value)
+
+    def info(self, scope: _Scope, node: Node, local: str, trail: tuple[str, ...],
+             kind: NodeKind, **fields: Any) -> NodeInfo:
+        """Record a node of the compiled model (it counts towards the node limit)."""
+        op = node.call.name if node.call else (f"share:{node.share[0]}" if node.share else "?")
+        block = node.call.name if node.call and node.call.name in self.spec.blocks else None
+        info = NodeInfo(f"{scope.prefix}{local}", op, node.loc, trail, len(self.nodes), kind,
+                        local, node.name is not None, block=block,
+                        share_target=node.share[0] if node.share else None, **fields)
         self.nodes.append(info)
         self.count += 1
-        when = True
-        if node.when is not None:
-            value = self.evaluate(node.when, env, node_trail)
-            when = value is FAILED or bool(value)
-        slot = len(parent.input_names) + len(parent.steps)
-        if node.broken or (node.call is None and node.share is None):
-            parent.steps.append(Step(info, None, inputs[:1]))
-            return slot
-        if not when or repeat == 0:
-            info.skipped = "when: false" if not when else "repeat: 0"
-            parent.steps.append(Step(info, None, inputs[:1]))
-            if node.name is not None:
-                modules_by_name[node.name] = None
-            return slot
-        if node.share is not None:
-            module = self.shared(node, modules_by_name, node_trail)
-            info.module_path = info.shared_from = self.path_of(module, prefix, modules_by_name)
-            if node.name is not None:
-                modules_by_name[node.name] = module  # a later node may share this one in turn
-            parent.steps.append(Step(info, module, inputs))  # no factory: never rebuilt alone
-            return slot
+        return info
+
+    def passthrough(self, scope: _Scope, node: Node, local: str, trail: tuple[str, ...],
+                    inputs: tuple[Pick, ...], indices: int, skipped: str | None) -> int:
+        """A node that passes its first input through: skipped by `when: false` or
+        `repeat: 0`, or one that failed to parse (`skipped` None; already reported)."""
+        if node.name is None and skipped == "repeat: 0":
+            local = f"{local}(repeat 0)"  # takes no index: keep clear of the next node
+        info = self.info(scope, node, local, trail, NodeKind.SKIP, indices=indices,
+                         skipped=skipped)
+        if skipped is not None and node.name is not None:
+            scope.modules[node.name] = None
+        return scope.add(Step(info, None, inputs[:1]))
+
+    def share(self, scope: _Scope, node: Node, local: str, trail: tuple[str, ...],
+              inputs: tuple[Pick, ...]) -> int:
+        info = self.info(scope, node, local, trail, NodeKind.SHARE)
+        module = self.shared(node, scope.modules, trail)
+        info.module_path = info.shared_from = scope.path_of(module)
+        if node.name is not None:
+            scope.modules[node.name] = module  # a later node may share this one in turn
+        return scope.add(Step(info, module, inputs))  # no factory: never rebuilt alone
+
+    def spliced_copies(self, scope: _Scope, node: Node, base: int, inputs: tuple[Pick, ...],
+                       repeat: int) -> int:
+        """Unnamed + repeat: n copies spliced into the enclosing list, each its own index."""
         assert node.call is not None
-        if node.name is None and repeat != 1:
-            # Unnamed + repeat: n copies spliced into the enclosing list, each its own index.
-            base = int(local)
-            self.nodes.pop()
-            self.count -= 1
-            prev = inputs
-            for copy_info, module in self.copies(
-                    node.call, env, repeat, lambda i: f"{prefix}{base + i}",
-                    lambda i: (*trail, str(base + i)), stack):
-                if module is not None:
-                    parent.add_module(copy_info.path.rsplit(".", 1)[-1], module)
-                parent.steps.append(Step(copy_info, module, prev, self.factories.get(id(module))))
-                prev = ((len(parent.input_names) + len(parent.steps) - 1, None, None),)
-            return prev[0][0]
-        if node.name is not None and node.repeat is not None:
-            # Named + repeat (even 1): a container `name` holding copies name.0 ... name.{n-1}.
-            container = SpecModule([f"in{i}" for i in range(max(len(inputs), 1))])
-            first: tuple[Pick, ...] = tuple((j, None, None) for j in range(len(inputs)))
-            for i, (copy_info, module) in enumerate(self.copies(
-                    node.call, env, repeat, lambda i: f"{path}.{i}",
-                    lambda i: (*node_trail, str(i)), stack)):
-                if module is not None:
-                    container.add_module(str(i), module)
-                chain = first if i == 0 else ((len(inputs) + i - 1, None, None),)
-                container.steps.append(Step(copy_info, module, chain,
-                                           self.factories.get(id(module))))
-            container.outputs = [(len(container.input_names) + len(container.steps) - 1, None,
-                                  None)]
-            module = container
-            info.op = f"{node.call.name} x{repeat}"
-        else:
-            module = self.instantiate(node.call, env, f"{path}.", node_trail, stack)
+        prev = inputs
+        for info, module in self.copies(node.call, scope.env, repeat,
+                                        lambda i: f"{scope.prefix}{base + i}",
+                                        lambda i: (*scope.trail, str(base + i)), scope.stack):
+            if module is not None:
+                scope.module.add_module(info.local, module)
+            prev = (Pick(scope.add(Step(info, module, prev, self.factories.get(id(module))))),)
+        return prev[0].slot
+
+    def repeat_container(self, scope: _Scope, node: Node, local: str, trail: tuple[str, ...],
+                         inputs: tuple[Pick, ...], repeat: int) -> int:
+        """Named + repeat (even 1): a container `name` holding copies name.0 ... name.{n-1};
+        the first copy takes every input, each later one the copy before it."""
+        assert node.call is not None
+        info = self.info(scope, node, local, trail, NodeKind.REPEAT, copies=repeat)
+        container = SpecModule([f"in{i}" for i in range(max(len(inputs), 1))])
+        first = tuple(Pick(j) for j in range(len(inputs)))
+        for i, (copy_info, module) in enumerate(self.copies(
+                node.call, scope.env, repeat, lambda i: f"{info.path}.{i}",
+                lambda i: (*trail, str(i)), scope.stack)):
+            if module is not None:
+                container.add_module(str(i), module)
+            chain = first if i == 0 else (Pick(len(inputs) + i - 1),)
+            container.steps.append(Step(copy_info, module, chain,
+                                        self.factories.get(id(module))))
+        container.outputs = [Pick(len(container.input_names) + len(container.steps) - 1)]
+        info.op = f"{node.call.name} x{repeat}"
+        return self.attach(scope, info, container, inputs)
+
+    def single(self, scope: _Scope, node: Node, local: str, trail: tuple[str, ...],
+               inputs: tuple[Pick, ...]) -> int:
+        """One op or block call."""
+        assert node.call is not None
+        kind = NodeKind.BLOCK if node.call.name in self.spec.blocks else NodeKind.OP
+        info = self.info(scope, node, local, trail, kind)
+        module = self.instantiate(node.call, scope.env, f"{info.path}.", trail, scope.stack)
+        return self.attach(scope, info, module, inputs)
+
+    def attach(self, scope: _Scope, info: NodeInfo, module: nn.Module | None,
+               inputs: tuple[Pick, ...]) -> int:
+        """Register a node's module under its name and add its step (a passthrough when the
+        module failed to build: already reported)."""
         if module is None:
-            parent.steps.append(Step(info, None, inputs[:1]))
-            return slot
-        parent.add_module(local, module)
-        info.module_path = path
-        modules_by_name[local] = module
-        parent.steps.append(Step(info, module, inputs, self.factories.get(id(module))))
-        return slot
+            return scope.add(Step(info, None, inputs[:1]))
+        scope.module.add_module(info.local, module)
+        info.module_path = info.path
+        scope.modules[info.local] = module
+        return scope.add(Step(info, module, inputs, self.factories.get(id(module))))
 
     def shared(self, node: Node, modules_by_name: dict[str, nn.Module | None],
                trail: tuple[str, ...]) -> nn.Module | None:
@@ -497,14 +594,6 @@ class _Builder:
                       "failed)", loc, trail)
         return module
 
-    @staticmethod
-    def path_of(module: nn.Module | None, prefix: str,
-                modules_by_name: dict[str, nn.Module | None]) -> str | None:
-        for name, m in modules_by_name.items():
-            if m is module and module is not None:
-                return f"{prefix}{name}"
-        return None
-
     def over_limit(self, loc: Location, trail: tuple[str, ...], extra: int = 0) -> bool:
         """True (reported once) when the model would pass the node limit."""
         if self.count + extra <= self.options.max_nodes:
@@ -515,13 +604,16 @@ class _Builder:
                       "repeats (limit)", loc, trail, "lower the repeat counts or block sizes")
         return True
 
-    def copies(self, call: OpCall, env: Mapping[str, Any], repeat: int, path_of: Any,
-               trail_of: Any, stack: tuple[str, ...],
-               ) -> Iterator[tuple[NodeInfo, nn.Module | None]]:
+    def copies(self, call: OpCall, env: Mapping[str, Any], repeat: int,
+               path_of: Callable[[int], str], trail_of: Callable[[int], tuple[str, ...]],
+               stack: tuple[str, ...]) -> Iterator[tuple[NodeInfo, nn.Module | None]]:
         """Build `repeat` fresh copies; stops early when the node limit would be passed."""
+        block = call.name if call.name in self.spec.blocks else None
         for i in range(repeat):
             before = self.count
-            info = NodeInfo(path_of(i), call.name, call.loc, trail_of(i), len(self.nodes))
+            path = path_of(i)
+            info = NodeInfo(path, call.name, call.loc, trail_of(i), len(self.nodes),
+                            NodeKind.COPY, path.rsplit(".", 1)[-1], block=block)
             self.nodes.append(info)
             self.count += 1
             module = self.instantiate(call, env, f"{info.path}.", info.trail, stack)

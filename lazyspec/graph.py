@@ -264,7 +264,7 @@ class _Builder:
                 continue
             if sub is None:
                 node = GraphNode(self.new_id(f"n_{info.path}"),
-                                 "block" if info.op in self.built.spec.blocks else "op",
+                                 "block" if info.block is not None else "op",
                                  info.path, local, info.op,
                                  skipped=info.skipped or "passes its input through")
             elif info.shared_from is not None:
