@@ -261,61 +261,84 @@ class _Parser:
         return self.node_map(item, position)
 
     def node_map(self, item: YMap, position: int) -> Node:
+        """A node written as a mapping, in one of three forms: `- name: Op(...)` (the name is
+        the one key that is not a node key), `- op: Op(...)` with `name:`/`args:`/`kwargs:`
+        (unnamed, or the long form), and `- name:` with `share: other`."""
         node = Node(item.loc, position, None)
         extra = [(k, v) for k, v in item.items if k.value not in NODE_KEYS]
-        op_node: YNode | None = item.get("op")
-        if op_node is not None and extra:
-            # With `op:` the node is named by `name:`, so every other key is a typo.
-            for k, _ in extra:
-                self.problem("LS113", f"unknown node key '{k.value}'", k.loc,
-                             hint=did_you_mean(str(k.value), NODE_KEYS)
-                             or "a node with `op:` takes its name from `name:`; allowed keys: "
-                             + ", ".join(NODE_KEYS))
-            node.broken = True
-            extra = []
-        if len(extra) > 1:
-            for k, _ in extra[1:]:
-                hint = did_you_mean(str(k.value), NODE_KEYS)
-                if item.flow:
-                    hint = ("in a flow mapping {...} YAML splits at each comma: quote the op "
-                            "(\"LazyLinear(9, bias=false)\") or use block style")
-                self.problem("LS113", f"unknown node key '{k.value}' (node '{extra[0][0].value}' "
-                             "already names this node)", k.loc,
-                             hint=hint or "allowed: " + ", ".join(NODE_KEYS))
-            node.broken = True
-        if extra:
-            key, val = extra[0]
-            if self.name_ok(key.value, key.loc, "node"):
-                node.name = str(key.value)
-            if not (isinstance(val, YScalar) and val.value is None):
-                op_node = val
-        name_node = item.get("name")
-        if name_node is not None:
-            if extra:
-                self.problem("LS114", "`name:` given twice", name_node.loc)
-            elif self.name_ok(plain(name_node), name_node.loc, "node"):
-                node.name = str(plain(name_node))
-        share = item.get("share")
-        if share is not None:
-            if isinstance(share, YScalar) and isinstance(share.value, str):
-                node.share = (share.value, share.loc)
-            else:
-                self.problem("LS133", "`share:` takes the name of an earlier node", share.loc)
-                node.broken = True
-            if op_node is not None or item.get("args") or item.get("kwargs"):
-                self.problem("LS133", "a `share:` node reuses another node's module and has no op",
-                             share.loc, hint="remove the op, or remove `share:`")
-                node.broken = True
-            if item.get("repeat") is not None:
-                self.problem("LS133", "a `share:` node cannot repeat", share.loc)
-                node.broken = True
+        op_node = self.op_key(item, node, extra) if item.get("op") is not None \
+            else self.name_key(item, node, extra)
+        self.name_field(item, node, named_by_key=bool(extra))
+        if item.get("share") is not None:
+            self.share(item, node, op_node)
         elif op_node is None:
             self.problem("LS114", "this node has no op", item.loc,
                          hint="write `- name: Op(...)`, or `op: Op(...)` for an unnamed node")
             node.broken = True
-        if op_node is not None and share is None and len(extra) <= 1:
+        elif len(extra) <= 1:
             node.call = self.op(op_node, item)
             node.broken = node.broken or node.call is None
+        self.flow_keys(item, node)
+        return node
+
+    def op_key(self, item: YMap, node: Node, extra: list[tuple[YScalar, YNode]]) -> YNode | None:
+        """`- op: Op(...)`: the node is named by `name:`, so every other key is a typo."""
+        for k, _ in extra:
+            self.problem("LS113", f"unknown node key '{k.value}'", k.loc,
+                         hint=did_you_mean(str(k.value), NODE_KEYS)
+                         or "a node with `op:` takes its name from `name:`; allowed keys: "
+                         + ", ".join(NODE_KEYS))
+            node.broken = True
+        extra.clear()
+        return item.get("op")
+
+    def name_key(self, item: YMap, node: Node,
+                 extra: list[tuple[YScalar, YNode]]) -> YNode | None:
+        """`- name: Op(...)`: exactly one key that is not a node key names the node; its value
+        is the op (empty for a `share:` node)."""
+        for k, _ in extra[1:]:
+            hint = did_you_mean(str(k.value), NODE_KEYS)
+            if item.flow:
+                hint = ("in a flow mapping {...} YAML splits at each comma: quote the op "
+                        "(\"LazyLinear(9, bias=false)\") or use block style")
+            self.problem("LS113", f"unknown node key '{k.value}' (node '{extra[0][0].value}' "
+                         "already names this node)", k.loc,
+                         hint=hint or "allowed: " + ", ".join(NODE_KEYS))
+            node.broken = True
+        if not extra:
+            return None
+        key, val = extra[0]
+        if self.name_ok(key.value, key.loc, "node"):
+            node.name = str(key.value)
+        return None if isinstance(val, YScalar) and val.value is None else val
+
+    def name_field(self, item: YMap, node: Node, named_by_key: bool) -> None:
+        name_node = item.get("name")
+        if name_node is None:
+            return
+        if named_by_key:
+            self.problem("LS114", "`name:` given twice", name_node.loc)
+        elif self.name_ok(plain(name_node), name_node.loc, "node"):
+            node.name = str(plain(name_node))
+
+    def share(self, item: YMap, node: Node, op_node: YNode | None) -> None:
+        share = item.get("share")
+        assert share is not None
+        if isinstance(share, YScalar) and isinstance(share.value, str):
+            node.share = (share.value, share.loc)
+        else:
+            self.problem("LS133", "`share:` takes the name of an earlier node", share.loc)
+            node.broken = True
+        if op_node is not None or item.get("args") or item.get("kwargs"):
+            self.problem("LS133", "a `share:` node reuses another node's module and has no op",
+                         share.loc, hint="remove the op, or remove `share:`")
+            node.broken = True
+        if item.get("repeat") is not None:
+            self.problem("LS133", "a `share:` node cannot repeat", share.loc)
+            node.broken = True
+
+    def flow_keys(self, item: YMap, node: Node) -> None:
+        """`repeat:`, `when:` and `in:`, the same in every form."""
         if (rnode := item.get("repeat")) is not None:
             node.repeat, node.repeat_loc = self.expr_value(rnode), rnode.loc
         if (wnode := item.get("when")) is not None:
@@ -323,7 +346,6 @@ class _Parser:
         if (inode := item.get("in")) is not None:
             refs = inode.items if isinstance(inode, YSeq) else [inode]
             node.inputs = [r for r in (self.ref(x) for x in refs) if r is not None]
-        return node
 
     def op(self, op_node: YNode, item: YMap) -> Any:
         if not (isinstance(op_node, YScalar) and isinstance(op_node.value, str)):
