@@ -1,4 +1,4 @@
-"""The Python API: load a spec, build its module, dry-run it.
+"""The Python API: load a spec, build its module, dry-run it. Every call runs the engine.
 
     spec = lazyspec.load("model.yaml")
     model = spec.build(device="meta")            # an ordinary nn.Module of lazy layers
@@ -12,11 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lazyspec import engine
 from lazyspec.errors import SpecError
 from lazyspec.inputs import InputLike, param_dtype, to_input
+from lazyspec.options import BuildOptions
 from lazyspec.result import InferResult
 from lazyspec.spec.model import Spec
-from lazyspec.spec.parse import parse_file
 
 
 @dataclass
@@ -24,51 +25,80 @@ class LoadedSpec:
     """A parsed spec whose structure has been checked."""
 
     spec: Spec
+    text: str  # the spec file's text as loaded: every call below runs this version
 
     def options(self, device: str = "meta", dtype: str = "float32",
                 params: Mapping[str, Any] | None = None, scale: str | None = None,
-                allow: Sequence[str] = ()) -> Any:
-        from lazyspec.compile import BuildOptions
-
+                allow: Sequence[str] = ()) -> BuildOptions:
         return BuildOptions(device=device, dtype=param_dtype(dtype), allow=tuple(allow),
                             overrides=dict(params or {}), scale=scale)
+
+    def run(self, inputs: Sequence[InputLike], stage: engine.Stage, **options: Any,
+            ) -> engine.Outcome:
+        """One engine run of this spec; raises the error that stopped it."""
+        outcome = engine.run(engine.Request(
+            self.spec.path, self.text, tuple(to_input(i) for i in inputs),
+            self.options(**options), stage=stage))
+        outcome.raise_error()
+        return outcome
 
     def build(self, device: str = "meta", dtype: str = "float32",
               params: Mapping[str, Any] | None = None, scale: str | None = None,
               allow: Sequence[str] = ()) -> Any:
         """Compile to an nn.Module of lazy layers (not yet materialised)."""
-        from lazyspec.compile import build
-
-        return build(self.spec, self.options(device, dtype, params, scale, allow)).module
+        outcome = self.run((), "compile", device=device, dtype=dtype, params=params,
+                           scale=scale, allow=allow)
+        assert outcome.built is not None
+        return outcome.built.module
 
     def materialize(self, *inputs: InputLike, device: str = "meta", dtype: str = "float32",
                     params: Mapping[str, Any] | None = None, scale: str | None = None,
                     allow: Sequence[str] = ()) -> Any:
         """Build, run one pass with these input shapes, apply `tie:`; return the nn.Module."""
-        from lazyspec import dryrun
-        from lazyspec.compile import build
-
-        built = build(self.spec, self.options(device, dtype, params, scale, allow))
-        return dryrun.materialize(built, [to_input(i) for i in inputs])
+        outcome = self.run(inputs, "run", device=device, dtype=dtype, params=params,
+                           scale=scale, allow=allow)
+        assert outcome.built is not None
+        return outcome.built.module
 
     def infer(self, *inputs: InputLike, device: str = "meta", dtype: str = "float32",
               params: Mapping[str, Any] | None = None, scale: str | None = None,
               allow: Sequence[str] = ()) -> InferResult:
         """Compile and dry-run with the given input shapes."""
-        from lazyspec import dryrun
-
-        return dryrun.infer(self.spec, self.options(device, dtype, params, scale, allow),
-                            [to_input(i) for i in inputs])
+        outcome = self.run(inputs, "run", device=device, dtype=dtype, params=params,
+                           scale=scale, allow=allow)
+        assert outcome.result is not None
+        return outcome.result
 
 
 def load(path: str | os.PathLike[str]) -> LoadedSpec:
     """Parse a spec file (and its includes); raise SpecError listing every structural problem."""
-    spec = parse_file(path)
+    outcome = engine.run(engine.Request(path, stage="parse"))
+    outcome.raise_error()
+    spec = outcome.parsed
+    assert spec is not None
     if spec.problems:
         raise SpecError(spec.problems)
-    return LoadedSpec(spec)
+    return LoadedSpec(spec, outcome.sources[spec.path])
 
 
 def infer(path: str | os.PathLike[str], *inputs: InputLike, **options: Any) -> InferResult:
     """`lazyspec infer` as a function: load, compile and dry-run."""
     return load(path).infer(*inputs, **options)
+
+
+def graph_for(spec_path: str | os.PathLike[str], inputs: Sequence[InputLike] = (), *,
+              fmt: str = "mermaid", depth: int | None = None, **build_options: Any) -> str:
+    """`lazyspec graph` as a function: the spec as Mermaid or DOT text.
+
+    Shapes are on the edges when `inputs` are given, or when the spec declares every dimension
+    of every input as a number. `build_options` are those of `LoadedSpec.build`: device, dtype,
+    params, scale, allow.
+    """
+    from lazyspec.graph import build_graph, diagram
+    from lazyspec.report.graph_text import render
+
+    loaded = load(spec_path)
+    outcome = diagram(spec_path, [to_input(i) for i in inputs], loaded.options(**build_options))
+    outcome.raise_error()
+    assert outcome.built is not None
+    return render(build_graph(outcome.built, outcome.result, depth), fmt)

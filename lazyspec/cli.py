@@ -6,18 +6,22 @@ torch is imported inside the commands that need it, so `--help` and `--version` 
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO
 
 import typer
 
 from lazyspec import __version__
-from lazyspec.errors import Diagnostic, DryRunError, LazyspecError, UsageError, usage_error
+from lazyspec.errors import Diagnostic, DryRunError, LazyspecError, usage_error
+from lazyspec.export import TARGETS, init_choices
+from lazyspec.report import FORMATS, GRAPH_FORMATS
+
+if TYPE_CHECKING:
+    from lazyspec.engine import Outcome
 
 app = typer.Typer(
     name="lazyspec",
@@ -73,8 +77,12 @@ AllowOpt = Annotated[list[str] | None, typer.Option(
     "--allow", help="Allow layers from an installed package (never granted by a spec).")]
 DepthOpt = Annotated[int | None, typer.Option(
     "--depth", min=1, help="Show nodes nested at most this deep (default: all).")]
+def _choices(names: tuple[str, ...]) -> str:
+    return "[" + "|".join(names) + "]"
+
+
 FormatOpt = Annotated[str, typer.Option(
-    "--format", "-f", help="Output: table, json, markdown or github.")]
+    "--format", "-f", metavar=_choices(FORMATS), help="The report's format.")]
 OutputFileOpt = Annotated[Path | None, typer.Option(
     "--output-file", "-o", help="Write the report to this file instead of stdout.")]
 ExpectOpt = Annotated[str | None, typer.Option(
@@ -93,6 +101,7 @@ ConfigOpt = Annotated[Path | None, typer.Option(
 
 def parse_sets(items: list[str] | None) -> dict[str, Any]:
     from lazyspec.errors import SpecError
+    from lazyspec.options import is_plain_value
     from lazyspec.spec.yamlload import load_yaml, plain
 
     out: dict[str, Any] = {}
@@ -111,37 +120,11 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
                 raise usage_error(f"--set {key}: the value is not plain YAML data "
                                   f"({first.message})", first.hint) from None
             value = raw
-        if not _plain(value):
+        if not is_plain_value(value):
             raise usage_error(f"--set {key}: value '{raw}' is not a number, string, boolean "
                               "or list")
         out[key] = value
     return out
-
-
-def _plain(value: Any) -> bool:
-    if isinstance(value, list):
-        return all(_plain(v) for v in value)
-    return value is None or isinstance(value, (int, float, str, bool))
-
-
-def check_device(device: str) -> str:
-    """meta, cpu, cuda or cuda:N, and available here (exit 2 otherwise)."""
-    import re
-
-    device = device.strip().lower()
-    if not re.fullmatch(r"meta|cpu|cuda(:\d+)?", device):
-        raise usage_error(f"unknown device '{device}'", "use meta, cpu, cuda or cuda:N")
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise usage_error(f"device '{device}' is not available: torch sees no CUDA device",
-                              "use --device meta (the default) or cpu", code="LS302")
-        index = int(device.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise usage_error(f"device '{device}' is not available: "
-                              f"{torch.cuda.device_count()} CUDA device(s)", code="LS302")
-    return device
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -156,7 +139,7 @@ class Output:
     depth: int | None = None
 
     def reporter(self) -> Any:
-        from lazyspec.report import FORMATS, reporter
+        from lazyspec.report import reporter
 
         if self.format not in FORMATS:
             raise usage_error(f"unknown format '{self.format}'", "use " + ", ".join(FORMATS))
@@ -165,12 +148,25 @@ class Output:
         width = None if self.file else _terminal_width()
         return reporter(self.format, color=color, width=width, depth=self.depth)
 
-    def emit(self, text: str, summary_markdown: str | None) -> None:
-        if self.file is not None:
+    def report(self, kind: str, data: Any) -> None:
+        """Render `data` with this output's reporter (`kind`: infer, gate or show) and write
+        it; in `github` format, the Markdown report also goes to $GITHUB_STEP_SUMMARY."""
+        text = getattr(self.reporter(), kind)(data)
+        summary = None
+        if self.format == "github":
+            from lazyspec.report.markdown import MarkdownReporter
+
+            summary = getattr(MarkdownReporter(), kind)(data)
+        self.emit(text, summary)
+
+    def emit(self, text: str, summary_markdown: str | None = None) -> None:
+        if not text:
+            pass  # a failed table report: the diagnostics on stderr say it all
+        elif self.file is not None:
             from lazyspec.fileio import atomic_write
 
             atomic_write(self.file, text, "report")
-        elif text:
+        else:
             write(sys.stdout, text)
         summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
         if self.format == "github" and summary_path and summary_markdown:
@@ -219,11 +215,35 @@ def _config(explicit: Path | None) -> Any:
     return load_config(explicit=explicit)
 
 
-def _show_diagnostics(diagnostics: list[Diagnostic], ran: list[str] | None = None) -> None:
+def _show_diagnostics(diagnostics: list[Diagnostic], ran: list[str] | None = None,
+                      sources: dict[str, str] | None = None) -> None:
+    """Diagnostics to stderr, each with its source line from the texts the run read."""
     if diagnostics:
         from lazyspec.report.diagnostics import render_all, source_reader
 
-        write(sys.stderr, render_all(diagnostics, source_reader(_sources), ran) + "\n")
+        write(sys.stderr, render_all(diagnostics, source_reader(sources), ran) + "\n")
+
+
+def _build_options(settings: Any, allow: list[str] | None, *, device: str = "meta",
+                   dtype: str = "float32", sets: dict[str, Any] | None = None,
+                   scale: str | None = None) -> Any:
+    """BuildOptions from flags and [tool.lazyspec]: the config's allowlist, then --allow."""
+    from lazyspec.options import BuildOptions
+
+    return BuildOptions(device=device, dtype=dtype, allow=settings.allow + tuple(allow or ()),
+                        overrides=sets or {}, scale=scale)
+
+
+def _run(spec: Path, options: Any, inputs: list[Any] | None = None, budgets: Any = None,
+         stage: str = "run") -> Outcome:
+    """One engine run; its diagnostics go to stderr."""
+    from lazyspec import engine
+    from lazyspec.config import Budgets
+
+    outcome = engine.run(engine.Request(spec, inputs=tuple(inputs or ()), options=options,
+                                        budgets=budgets or Budgets(), stage=stage))  # type: ignore[arg-type]
+    _show_diagnostics(outcome.diagnostics, outcome.ran, outcome.sources)
+    return outcome
 
 
 @app.command()
@@ -246,44 +266,20 @@ def infer(
     """Compile SPEC, dry-run it with the input shape, and print the inferred shapes."""
     from lazyspec.inputs import param_dtype as checked_param_dtype
     from lazyspec.inputs import parse_input
+    from lazyspec.options import check_device
 
     out = Output(format, output_file, depth)
-    report = out.reporter()
+    out.reporter()  # a bad --format fails before any work
     inputs = [parse_input(i) for i in input or []]
     param_dtype = checked_param_dtype(dtype)
     overrides = parse_sets(set_)
     budgets = _budgets(expect_output, max_params, max_bytes)
     settings = _config(config)
     device = check_device(device)
-
-    from lazyspec import dryrun
-    from lazyspec.compile import BuildOptions
-    from lazyspec.gate import check_budgets
-    from lazyspec.result import InferOutcome
-    from lazyspec.spec.parse import parse_file
-
-    outcome = InferOutcome(str(spec), None)
-    try:
-        parsed = parse_file(spec)
-        _sources.update(parsed.sources)
-        options = BuildOptions(device=device, dtype=param_dtype,
-                               allow=settings.allow + tuple(allow or ()),
-                               overrides=overrides, scale=scale)
-        outcome.result = dryrun.infer(parsed, options, inputs)
-        outcome.diagnostics = check_budgets(outcome.result, budgets)
-    except UsageError:
-        raise
-    except LazyspecError as e:
-        if format == "table":
-            raise
-        outcome.diagnostics, outcome.ran = e.diagnostics, getattr(e, "ran", None)
-    _show_diagnostics(outcome.diagnostics, outcome.ran)
-    summary = None
-    if format == "github":
-        from lazyspec.report.markdown import MarkdownReporter
-
-        summary = MarkdownReporter().infer(outcome)
-    out.emit(report.infer(outcome), summary)
+    options = _build_options(settings, allow, device=device, dtype=param_dtype, sets=overrides,
+                             scale=scale)
+    outcome = _run(spec, options, inputs, budgets)
+    out.report("infer", outcome.report())
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
 
@@ -300,19 +296,18 @@ def show(
 ) -> None:
     """The model before any input: parameter shapes, with ? for sizes the data will fix."""
     out = Output(format, output_file)
-    report = out.reporter()
+    out.reporter()
     overrides = parse_sets(set_)
     settings = _config(config)
+    outcome = _run(spec, _build_options(settings, allow, sets=overrides, scale=scale),
+                   stage="compile")
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
 
-    from lazyspec.compile import BuildOptions, build
     from lazyspec.preview import preview
-    from lazyspec.spec.parse import parse_file
 
-    parsed = parse_file(spec)
-    _sources.update(parsed.sources)
-    built = build(parsed, BuildOptions(allow=settings.allow + tuple(allow or ()),
-                                       overrides=overrides, scale=scale))
-    out.emit(report.show(preview(built)), None)
+    assert outcome.built is not None
+    out.report("show", preview(outcome.built))
 
 
 @app.command()
@@ -320,7 +315,8 @@ def graph(
     spec: Annotated[Path, typer.Argument(help="The YAML model spec.")],
     input: InputOpt = None,
     format: Annotated[str, typer.Option(
-        "--format", "-f", help="mermaid (renders on GitHub) or dot (Graphviz).")] = "mermaid",
+        "--format", "-f", metavar=_choices(GRAPH_FORMATS),
+        help="mermaid renders on GitHub; dot is Graphviz.")] = "mermaid",
     depth: DepthOpt = None,
     set_: SetOpt = None,
     scale: ScaleOpt = None,
@@ -331,17 +327,25 @@ def graph(
     """The architecture as a diagram; with --input, the shapes ride on the edges."""
     from lazyspec.inputs import parse_input
 
-    if format not in ("mermaid", "dot"):
-        raise usage_error(f"unknown graph format '{format}'", "use mermaid or dot")
+    if format not in GRAPH_FORMATS:
+        raise usage_error(f"unknown graph format '{format}'", "use " + " or ".join(GRAPH_FORMATS))
     inputs = [parse_input(i) for i in input or []]
     overrides = parse_sets(set_)
     settings = _config(config)
 
-    from lazyspec.graph import graph_for
+    from lazyspec.graph import diagram
 
-    text = graph_for(spec, inputs, fmt=format, depth=depth, params=overrides, scale=scale,
-                     allow=settings.allow + tuple(allow or ()))
-    Output(format, output_file).emit(text, None)
+    options = _build_options(settings, allow, sets=overrides, scale=scale)
+    outcome = diagram(spec, inputs, options)
+    _show_diagnostics(outcome.diagnostics, outcome.ran, outcome.sources)
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
+    from lazyspec.graph import build_graph
+    from lazyspec.report.graph_text import render
+
+    assert outcome.built is not None
+    Output(format, output_file).emit(render(build_graph(outcome.built, outcome.result, depth),
+                                            format))
 
 
 @app.command()
@@ -349,14 +353,13 @@ def export(
     spec: Annotated[Path, typer.Argument(help="The YAML model spec.")],
     input: InputOpt = None,
     to: Annotated[str, typer.Option(
-        "--to", help="spec (explicit, no laziness), pytorch (an nn.Module class) or "
-        "state-dict (initialised, torch.save).")] = "spec",
+        "--to", metavar=_choices(TARGETS), help="spec: explicit, no laziness; pytorch: an "
+        "nn.Module class; state-dict: initialised, saved with torch.save.")] = "spec",
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Where to write (stdout for spec and pytorch if left out).",
     )] = None,
     init: Annotated[str, typer.Option(
-        "--init", help="For state-dict: default, xavier_uniform, xavier_normal, kaiming_uniform, "
-        "kaiming_normal, normal[:STD], uniform[:A], zeros, ones.")] = "default",
+        "--init", help=f"For state-dict: {init_choices()}.")] = "default",
     seed: Annotated[int | None, typer.Option(
         "--seed", help="Seed for reproducible values.")] = None,
     device: DeviceOpt = "meta",
@@ -369,9 +372,10 @@ def export(
     """The materialised model: an explicit spec, PyTorch code, or an initialised state dict."""
     from lazyspec.inputs import param_dtype as checked_param_dtype
     from lazyspec.inputs import parse_input
+    from lazyspec.options import check_device
 
-    if to not in ("spec", "pytorch", "state-dict"):
-        raise usage_error(f"unknown export target '{to}'", "use spec, pytorch or state-dict")
+    if to not in TARGETS:
+        raise usage_error(f"unknown export target '{to}'", "use " + ", ".join(TARGETS))
     if to == "state-dict" and output is None:
         raise usage_error("--to state-dict writes a binary file: give --output PATH")
     inputs = [parse_input(i) for i in input or []]
@@ -382,21 +386,26 @@ def export(
         device = "cpu"  # values need a real device
     device = check_device(device)
 
-    from lazyspec import dryrun
     from lazyspec import export as exporter
-    from lazyspec.compile import BuildOptions
-    from lazyspec.spec.parse import parse_file
 
     try:
         exporter.parse_init(init)  # a bad --init fails before any work
     except ValueError as e:
         raise usage_error(f"--init {init}: {e}") from None
-    parsed = parse_file(spec)
-    _sources.update(parsed.sources)
-    options = BuildOptions(device=device if to == "state-dict" else "meta", dtype=param_dtype,
-                           allow=settings.allow + tuple(allow or ()), overrides=overrides,
-                           scale=scale)
-    built, result = dryrun.run_spec(parsed, options, inputs)
+    options = _build_options(settings, allow, device=device if to == "state-dict" else "meta",
+                             dtype=param_dtype, sets=overrides, scale=scale)
+    outcome = _run(spec, options, inputs)
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
+    _write_export(outcome, to, output, init, seed)
+
+
+def _write_export(outcome: Outcome, to: str, output: Path | None, init: str,
+                  seed: int | None) -> None:
+    from lazyspec import export as exporter
+
+    built, result = outcome.built, outcome.result
+    assert built is not None and result is not None
     try:
         if to == "state-dict":
             assert output is not None
@@ -408,7 +417,7 @@ def export(
                 else exporter.pytorch_code(built, result))
     except exporter.ExportError as e:
         raise usage_error(str(e), code="LS307") from None
-    Output("export", output).emit(text, None)
+    Output("export", output).emit(text)
 
 
 @app.command()
@@ -424,8 +433,9 @@ def _gate(paths: list[Path] | None, update: bool, lock: Path | None, input: list
           allow: list[str] | None, out: Output, budgets: Any, config: Path | None) -> None:
     from lazyspec.inputs import param_dtype as checked_param_dtype
     from lazyspec.inputs import parse_input
+    from lazyspec.options import check_device
 
-    report = out.reporter()
+    out.reporter()
     for i in input or []:
         parse_input(i)  # reject bad flags before any work
     param_dtype = checked_param_dtype(dtype)
@@ -441,13 +451,8 @@ def _gate(paths: list[Path] | None, update: bool, lock: Path | None, input: list
     result = gate.run_all(list(paths or []), settings, options, update=update,
                           lock_path=lock or settings.lock)
     for o in result.outcomes:
-        _show_diagnostics(o.diagnostics, o.ran)
-    summary = None
-    if out.format == "github":
-        from lazyspec.report.markdown import MarkdownReporter
-
-        summary = MarkdownReporter().gate(result)
-    out.emit(report.gate(result), summary)
+        _show_diagnostics(o.diagnostics, o.ran, o.sources)
+    out.report("gate", result)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
@@ -499,8 +504,6 @@ def lock_(
 
 # --- running --------------------------------------------------------------------------------
 
-_sources: dict[str, str] = {}
-
 
 def _report(err: LazyspecError) -> int:
     _show_diagnostics(err.diagnostics, err.ran if isinstance(err, DryRunError) else None)
@@ -509,10 +512,6 @@ def _report(err: LazyspecError) -> int:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: every failure becomes a message and an exit code, never a bare traceback."""
-    # After `import torch` the cyclic GC rescans torch's many objects again and again while a large
-    # spec compiles; a short-lived command does without it, which keeps the cost linear in nodes.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
     try:
         # Outside standalone mode click returns the code of a typer.Exit instead of raising it.
         returned = app(args=argv, prog_name="lazyspec", standalone_mode=False)
@@ -531,9 +530,6 @@ def main(argv: list[str] | None = None) -> NoReturn:
         if SESSION.traceback:
             traceback.print_exc()
         code = _report_internal(e)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     sys.stdout.flush()
     raise SystemExit(code)
 

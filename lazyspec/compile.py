@@ -12,13 +12,14 @@ import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import nn
 
 from lazyspec import ops
 from lazyspec.errors import (
+    AlreadyReported,
     Diagnostic,
     Location,
     SpecError,
@@ -27,22 +28,13 @@ from lazyspec.errors import (
     shown,
     usage_error,
 )
+from lazyspec.options import BuildOptions, check_device
 from lazyspec.spec.expr import OpCall, Span, parse_expr, resolve
 from lazyspec.spec.model import Block, Graph, Node, Param, Ref, Spec, Tie
+from lazyspec.ties import check_ties
 
-MAX_NODES = 100_000  # after repeats, across all blocks
 MAX_BLOCK_DEPTH = 32
 FAILED = object()  # an expression that could not be evaluated (already reported)
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    device: str = "meta"
-    dtype: str = "float32"  # parameter dtype
-    allow: tuple[str, ...] = ()
-    overrides: Mapping[str, Any] = field(default_factory=dict)  # --set
-    scale: str | None = None
-    max_nodes: int = MAX_NODES
 
 
 class NodeKind(enum.Enum):
@@ -134,6 +126,12 @@ class Factory:
             return self.cls(*self.args, **kwargs)
 
 
+class StepTracer(Protocol):
+    """What runs each step during a traced pass (the dry run's tracer, the symbolic one)."""
+
+    def run(self, owner: SpecModule, step: Step, values: list[Any]) -> Any: ...
+
+
 @dataclass
 class Step:
     info: NodeInfo
@@ -153,7 +151,7 @@ class SpecModule(nn.Module):
         self.input_names = list(input_names)
         self.steps: list[Step] = []
         self.outputs: list[Pick] = []
-        self.tracer: Any = None  # set by the dry run only, and removed in its `finally`
+        self.tracer: StepTracer | None = None  # set by trace.tracing() during a traced pass
 
     def gather(self, values: list[Any], step: Step) -> list[Any]:
         return [pick(values, p) for p in step.inputs]
@@ -222,7 +220,7 @@ class _LazyEnv(Mapping[str, Any]):
         if key in self.done:
             return self.done[key]
         if key in self.failed:
-            raise SpecError([])  # reported where it failed; readers of it stay quiet
+            raise AlreadyReported  # reported where it failed; readers of it stay quiet
         if key not in self.raw:
             return self.parent[key]
         if key in self.active:
@@ -700,57 +698,10 @@ def _call_text(args: list[Any], kwargs: dict[str, Any]) -> str:
     return f"({', '.join(parts)})"
 
 
-def check_ties(built_module: nn.Module, ties: list[Tie]) -> list[Diagnostic]:
-    """Both sides of every tie must name a parameter of the built model."""
-    problems = []
-    for tie in ties:
-        for path, loc in ((tie.target, tie.loc), (tie.source, tie.source_loc or tie.loc)):
-            if _find_param(built_module, path) is None:
-                names = [n for n, _ in built_module.named_parameters(remove_duplicate=False)]
-                problems.append(Diagnostic("LS203", f"tie: '{path}' is not a parameter of the "
-                                           "model", loc, hint=did_you_mean(path, names)))
-    return problems
-
-
-def _find_param(module: nn.Module, path: str) -> nn.Parameter | None:
-    owner, _, attr = path.rpartition(".")
-    try:
-        sub = module.get_submodule(owner) if owner else module
-    except AttributeError:
-        return None
-    p = sub._parameters.get(attr)
-    return p
-
-
-def apply_ties(module: nn.Module, ties: list[Tie]) -> list[Diagnostic]:
-    """Make each tie's target the same Parameter as its source (after materialisation)."""
-    problems = []
-    for tie in ties:
-        a, b = _find_param(module, tie.target), _find_param(module, tie.source)
-        if a is None or b is None:
-            continue  # reported by check_ties
-        if tuple(a.shape) != tuple(b.shape):
-            problems.append(Diagnostic("LS203", f"tie: '{tie.target}' {list(a.shape)} and "
-                                       f"'{tie.source}' {list(b.shape)} have different shapes",
-                                       tie.loc, hint="tied parameters must have the same shape"))
-            continue
-        owner, _, attr = tie.target.rpartition(".")
-        sub = module.get_submodule(owner) if owner else module
-        setattr(sub, attr, b)
-    return problems
-
-
 def build(spec: Spec, options: BuildOptions) -> Built:
     """Compile a parsed spec. Raises SpecError with every problem found (the spec's own first)."""
     problems = list(spec.problems)
-    try:
-        device = torch.device(options.device)
-    except RuntimeError as e:
-        raise usage_error(f"bad device '{options.device}': {e}", "use meta, cpu, cuda or cuda:N") \
-            from None
-    if device.type == "cuda" and not torch.cuda.is_available():  # the API has no CLI check
-        raise usage_error(f"device '{options.device}' is not available: torch sees no CUDA "
-                          "device", "use device='meta' (the default) or 'cpu'", code="LS302")
+    options = replace(options, device=check_device(options.device))  # the API has no CLI check
     params = resolve_params(spec, options, problems)
     builder = _Builder(spec, options)
     builder.problems = problems

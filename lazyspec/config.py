@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lazyspec.errors import Diagnostic, Location, UsageError, did_you_mean
+from lazyspec.options import is_plain_value
 
 TOP_KEYS = ("specs", "lock", "allow", "max-params", "max-bytes", "run")
 RUN_KEYS = ("spec", "inputs", "expect-output", "max-params", "max-bytes", "scale", "set")
@@ -159,12 +160,6 @@ def _budgets(table: dict[str, Any], path: Path, where: str) -> Budgets:
         raise _config_error(path, e.diagnostics[0].message, e.diagnostics[0].hint) from None
 
 
-def _plain(value: Any) -> bool:
-    if isinstance(value, list):
-        return all(_plain(v) for v in value)
-    return isinstance(value, (int, float, str, bool))
-
-
 def _input(text: str, where: str, path: Path) -> str:
     """An input string as the lock file writes it (`[2, 20]` and `2,20` are the same run)."""
     from lazyspec.inputs import parse_input
@@ -203,7 +198,7 @@ def _parse(table: Any, path: Path) -> Config:
         if not spec.is_file():
             raise _config_error(path, f"{where}: spec '{run['spec']}' does not exist",
                                 "paths are relative to this pyproject.toml")
-        if not all(_plain(v) for v in sets.values()):
+        if not all(is_plain_value(v) for v in sets.values()):
             raise _config_error(path, f"{where}: `set` values must be numbers, strings, "
                                 "booleans or lists of them")
         config.runs.append(RunConfig(

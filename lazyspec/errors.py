@@ -136,6 +136,15 @@ class DryRunError(LazyspecError):
         super().__init__([diagnostic])
 
 
+class AlreadyReported(SpecError):
+    """A value that depends on something whose problem was reported where it was found (a param
+    that failed to evaluate, read again by another): raised to stop quietly, with no new
+    diagnostic. See docs/architecture.md, "already reported"."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+
 class UsageError(LazyspecError):
     """Bad command-line values, unavailable devices: lazyspec could not do its job."""
 

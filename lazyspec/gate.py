@@ -13,44 +13,16 @@ from typing import Any
 
 from lazyspec import lock as lockfile
 from lazyspec.config import Budgets, Config, RunConfig
-from lazyspec.errors import Diagnostic, LazyspecError, Location, SpecError, UsageError
+from lazyspec.errors import Diagnostic, Location, UsageError
 from lazyspec.inputs import parse_input, to_input
-from lazyspec.result import InferResult, as_lists
+from lazyspec.result import InferResult
+from lazyspec.shapes import as_lists
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 
-def check_budgets(result: InferResult, budgets: Budgets) -> list[Diagnostic]:
-    """Assertions on a dry-run result; each failure is an LS21x diagnostic."""
-    problems = []
-    where = Location(result.spec, 1, 1)
-    last = result.nodes[-1].location if result.nodes else where
-    if budgets.expect_output is not None:
-        got = result.outputs[0] if result.outputs else None
-        want = tuple(budgets.expect_output)
-        if got != want:
-            shown = "[" + ", ".join(map(str, got)) + "]" if isinstance(got, tuple) else str(got)
-            hint = None
-            if isinstance(got, tuple) and len(got) > len(want):
-                hint = "the output has more dimensions than expected: a forgotten Flatten?"
-            problems.append(Diagnostic(
-                "LS210", f"output shape {shown} differs from the expected "
-                f"[{', '.join(map(str, want))}]", last, hint=hint))
-    t = result.totals
-    if budgets.max_params is not None and t.params > budgets.max_params:
-        problems.append(Diagnostic(
-            "LS211", f"{t.params:,} parameters exceed the budget of {budgets.max_params:,}",
-            where, hint="shrink the model or raise --max-params"))
-    if budgets.max_bytes is not None and t.bytes > budgets.max_bytes:
-        problems.append(Diagnostic(
-            "LS212", f"{t.bytes:,} bytes of parameters at {result.dtype} exceed the budget of "
-            f"{budgets.max_bytes:,}", where, hint="shrink the model, use a smaller --dtype or "
-            "raise --max-bytes"))
-    return problems
-
-
 @dataclass
-class Outcome:
+class RunOutcome:
     """One spec at one input set, after the run and the comparisons."""
 
     spec: Path
@@ -62,6 +34,7 @@ class Outcome:
     drift: list[str] = field(default_factory=list)  # readable lock differences
     lock_status: str = "ok"  # ok | changed | missing | updated | not-checked
     ran: list[str] | None = None
+    sources: dict[str, str] = field(default_factory=dict)  # texts its diagnostics point into
 
     @property
     def exit_code(self) -> int:
@@ -88,7 +61,7 @@ class Outcome:
 @dataclass
 class GateReport:
     lock_path: Path
-    outcomes: list[Outcome]
+    outcomes: list[RunOutcome]
     unused: list[lockfile.LockEntry] = field(default_factory=list)
     wrote_lock: bool = False
     command: str = "check"
@@ -171,30 +144,30 @@ def plan(specs: list[Path], config: Config, options: GateOptions,
 
 
 def run_one(spec: Path, run: RunConfig, key_root: Path, options: GateOptions,
-            config: Config) -> Outcome:
-    from lazyspec import dryrun
-    from lazyspec.compile import BuildOptions
-    from lazyspec.spec.parse import parse_file
+            config: Config) -> RunOutcome:
+    from lazyspec import engine
+    from lazyspec.options import BuildOptions
 
-    outcome = Outcome(spec, spec_key(spec, key_root),
-                      lockfile.run_key(run.inputs, run.scale, run.sets), run)
+    outcome = RunOutcome(spec, spec_key(spec, key_root),
+                         lockfile.run_key(run.inputs, run.scale, run.sets), run)
+    request = engine.Request(
+        spec, inputs=tuple(to_input(i) for i in run.inputs),
+        options=BuildOptions(device=options.device, dtype=options.dtype,
+                             allow=config.allow + options.allow, overrides=dict(run.sets),
+                             scale=run.scale),
+        budgets=config.budgets.merged(run.budgets).merged(options.budgets))
     try:
-        parsed = parse_file(spec)
-        build_options = BuildOptions(
-            device=options.device, dtype=options.dtype, allow=config.allow + options.allow,
-            overrides=dict(run.sets), scale=run.scale)
-        outcome.result = dryrun.infer(parsed, build_options, [to_input(i) for i in run.inputs])
-    except LazyspecError as e:
+        done = engine.run(request)
+    except UsageError as e:  # the flags' fault, not the spec's line 1
         for d in e.diagnostics:  # in a report of many specs, every problem names its spec
-            if isinstance(e, UsageError):
-                d.message = f"{spec}: {d.message}"  # the flags' fault, not the spec's line 1
-            else:
-                d.location = d.location or Location(str(spec), 1, 1)
+            d.message = f"{spec}: {d.message}"
         outcome.diagnostics.extend(e.diagnostics)
-        outcome.ran = getattr(e, "ran", None)
         return outcome
-    budgets = config.budgets.merged(run.budgets).merged(options.budgets)
-    outcome.diagnostics.extend(check_budgets(outcome.result, budgets))
+    for d in done.diagnostics:
+        d.location = d.location or Location(str(spec), 1, 1)
+    outcome.result = done.result if done.error is None else None
+    outcome.diagnostics.extend(done.diagnostics)
+    outcome.ran, outcome.sources = done.ran, done.sources
     return outcome
 
 
@@ -277,4 +250,4 @@ def _update_lock(path: Path, locked: list[lockfile.LockEntry], report: GateRepor
     return True
 
 
-__all__ = ["GateOptions", "GateReport", "Outcome", "SpecError", "check_budgets", "run_all"]
+__all__ = ["GateOptions", "GateReport", "RunOutcome", "run_all"]

@@ -30,12 +30,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from lazyspec.errors import UsageError
+from lazyspec.shapes import ShapeTree, format_shape, read_shape
+
 if TYPE_CHECKING:
     from lazyspec.compile import Built, SpecModule
-    from lazyspec.inputs import InputLike
-    from lazyspec.result import InferResult, ShapeTree
+    from lazyspec.engine import Outcome
+    from lazyspec.inputs import InputShape
+    from lazyspec.options import BuildOptions
+    from lazyspec.result import InferResult
 
-GRAPH_FORMATS = ("mermaid", "dot")
 NodeKind = Literal["input", "output", "op", "block"]
 
 
@@ -87,7 +91,7 @@ class Edge:
 
     @property
     def label(self) -> str | None:
-        parts = [p for p in (self.pick, format_shape(self.shape)) if p]
+        parts = [p for p in (self.pick, format_shape(self.shape, missing="")) if p]
         return " ".join(parts) or None
 
 
@@ -116,48 +120,10 @@ def _walk_members(members: list[GraphNode | Subgraph]) -> Iterator[GraphNode | S
             yield from _walk_members(m.members)
 
 
-def format_shape(shape: ShapeTree) -> str | None:
-    """(1, 16, 64, 64) -> `[1, 16, 64, 64]`; several tensors -> `([2, 4], [2, 4])`."""
-    if shape is None:
-        return None
-    if isinstance(shape, tuple):
-        return "[" + ", ".join(str(d) for d in shape) + "]"
-    if isinstance(shape, list):
-        return "(" + ", ".join(format_shape(s) or "?" for s in shape) + ")"
-    return str(shape)
-
-
-def parse_shape(text: str) -> ShapeTree:
-    """A shape as reports print it, back to a tree: `[B, 16, (H//2)]` -> ("B", "16", "(H//2)"),
-    `([B, T, 64], [B, T, 64])` -> a list of two; anything else stays text."""
-    text = text.strip()
-    if len(text) >= 2 and (text[0], text[-1]) in (("[", "]"), ("(", ")")):
-        parts = _split_top(text[1:-1])
-        if text[0] == "[":
-            return tuple(parts)
-        return [parse_shape(p) for p in parts]
-    return text
-
-
-def _split_top(text: str) -> list[str]:
-    """Split at the commas outside any brackets."""
-    parts, level, start = [], 0, 0
-    for i, c in enumerate(text):
-        if c in "([":
-            level += 1
-        elif c in ")]":
-            level -= 1
-        elif c == "," and level == 0:
-            parts.append(text[start:i].strip())
-            start = i + 1
-    last = text[start:].strip()
-    return [*parts, last] if parts or last else []
-
-
 def _node_shape(record: Any) -> ShapeTree:
     """A node's output shape: in the input's named dims when the run had them, else sizes."""
     symbolic = getattr(record, "symbolic", None)
-    return parse_shape(symbolic) if isinstance(symbolic, str) and symbolic else record.output
+    return read_shape(symbolic) if isinstance(symbolic, str) and symbolic else record.output
 
 
 def _input_shapes(built: Built, result: InferResult) -> dict[str, ShapeTree]:
@@ -169,7 +135,7 @@ def _input_shapes(built: Built, result: InferResult) -> dict[str, ShapeTree]:
     for record in result.inputs:
         symbolic = getattr(record, "symbolic", None)
         if isinstance(symbolic, str) and symbolic:
-            shapes[record.name] = parse_shape(symbolic)
+            shapes[record.name] = read_shape(symbolic)
             continue
         shape: tuple[Any, ...] = tuple(record.shape)
         dims = declared.get(record.name)
@@ -317,45 +283,31 @@ def build_graph(built: Built, result: InferResult | None = None,
     return Graph(title, members, b.edges, inputs, outputs, depth, result is not None)
 
 
-def render_graph(built: Built, result: InferResult | None = None, fmt: str = "mermaid",
-                 depth: int | None = None) -> str:
-    """The diagram as text: `fmt` is "mermaid" (a `flowchart TD`) or "dot" (Graphviz)."""
-    from lazyspec.report.graph_text import to_dot, to_mermaid
+def diagram(spec: str | os.PathLike[str], inputs: Sequence[InputShape],
+            options: BuildOptions) -> Outcome:
+    """The engine run that `lazyspec graph` draws: a dry run when there are input shapes to put
+    on the edges (`inputs`, or inputs whose every dimension the spec declares as a number),
+    else only the compiled model. Named dimensions (`--input B,3,H,W`) show as names where the
+    dry run gives symbolic shapes."""
+    from lazyspec import engine
 
-    if fmt not in GRAPH_FORMATS:
-        raise ValueError(f"unknown graph format '{fmt}' (use {' or '.join(GRAPH_FORMATS)})")
-    graph = build_graph(built, result, depth)
-    return to_mermaid(graph) if fmt == "mermaid" else to_dot(graph)
+    if inputs:
+        return engine.run(engine.Request(spec, inputs=tuple(inputs), options=options))
+    compiled = engine.run(engine.Request(spec, options=options, stage="compile"))
+    if compiled.error is not None or _needs_inputs(compiled):
+        return compiled
+    return engine.run(engine.Request(spec, options=options))
 
 
-def graph_for(spec_path: str | os.PathLike[str], inputs: Sequence[InputLike] = (), *,
-              fmt: str = "mermaid", depth: int | None = None, **build_options: Any) -> str:
-    """`lazyspec graph` as a function: load, compile and draw the spec.
+def _needs_inputs(compiled: Outcome) -> bool:
+    """Whether drawing shapes would need --input: some declared dimension is unknown or
+    named (shapes come only from numbers or from --input)."""
+    from lazyspec.inputs import bind_inputs
 
-    Shapes are on the edges when `inputs` are given, or when the spec declares every dimension
-    of every input as a number. Named dimensions (`--input B,3,H,W`) show as names where the
-    dry run gives symbolic shapes. `build_options` are those of
-    `LoadedSpec.build`: device, dtype, params, scale, allow.
-    """
-    from lazyspec import dryrun
-    from lazyspec.api import load
-    from lazyspec.compile import build
-    from lazyspec.errors import UsageError
-    from lazyspec.inputs import to_input
-
-    loaded = load(spec_path)
-    options = loaded.options(**build_options)
-    built = build(loaded.spec, options)
-    given = [to_input(i) for i in inputs]
-    if not given:
-        try:
-            bound = dryrun.bind_inputs(built, [])
-        except UsageError:  # some dimension is known only from --input: draw without shapes
-            bound = None
-        if bound is None or any(getattr(b, "symbolic", False) for b in bound):
-            return render_graph(built, None, fmt, depth)  # shapes only from numbers or --input
-    if options.device == "meta":
-        result = dryrun.run(built, given)
-    else:  # a real device: infer's memory check first, on a build of its own
-        result = dryrun.infer(loaded.spec, options, given)
-    return render_graph(built, result, fmt, depth)
+    built = compiled.built
+    assert built is not None
+    try:
+        bound = bind_inputs(built.spec, built.params, built.options.dtype, [])
+    except UsageError:
+        return True
+    return any(b.symbolic for b in bound)

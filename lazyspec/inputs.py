@@ -5,11 +5,15 @@ Torch-free, so bad flags are caught before torch is imported.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from lazyspec.errors import usage_error
+from lazyspec.errors import Diagnostic, SpecError, usage_error
+from lazyspec.spec.expr import Expr, evaluate
+from lazyspec.spec.model import DEFAULT_INPUT, InputDecl, Spec
 
 # name -> (canonical torch name, bytes per element, floating point)
 DTYPES: dict[str, tuple[str, float, bool]] = {
@@ -108,3 +112,168 @@ def to_input(value: InputLike) -> InputShape:
     if isinstance(value, str):
         return parse_input(value)
     return InputShape(None, tuple(int(d) for d in value), None)
+
+
+# --- binding flags to the model's inputs ------------------------------------------------------
+
+
+@dataclass
+class BoundInput:
+    """One model input with the shape and dtype a dry run feeds it."""
+
+    name: str
+    shape: tuple[int, ...]  # concrete: named dims take their hint
+    dtype: str
+    dim_names: tuple[str | None, ...] = ()  # a name for each symbolic dim, None for a number
+
+    @property
+    def symbolic(self) -> bool:
+        return any(n is not None for n in self.dim_names)
+
+
+# Sizes a named dimension takes in the concrete pass that precedes the symbolic one.
+BATCH_HINT, DIM_HINT = 2, 64  # not 0 or 1, which torch specialises away
+
+
+def bind_inputs(spec: Spec, params: Mapping[str, Any], dtype: str,
+                given: Sequence[InputShape]) -> list[BoundInput]:
+    """Match `--input` flags to the model's inputs and check them against declared shapes.
+    `dtype` is the parameter dtype, which float inputs without a dtype of their own take."""
+    decls = spec.graph.inputs or [InputDecl(DEFAULT_INPUT, None, None, spec.graph.loc)]
+    by_name = _match_flags([d.name for d in decls], given)
+    binder = _Binder(params, dtype, len(decls))
+    bound = [b for b in (binder.bind(decl, by_name.get(decl.name)) for decl in decls)
+             if b is not None]
+    if binder.problems:
+        raise SpecError(binder.problems)
+    return bound
+
+
+def _match_flags(names: list[str], given: Sequence[InputShape]) -> dict[str, InputShape]:
+    """Named flags go to their input; unnamed ones fill the others in order."""
+    by_name: dict[str, InputShape] = {}
+    for g in given:
+        if g.name is None:
+            continue
+        if g.name not in names:
+            from lazyspec.errors import did_you_mean
+
+            raise usage_error(f"--input {g}: the model has no input '{g.name}'",
+                              did_you_mean(g.name, names) or "inputs: " + ", ".join(names))
+        if g.name in by_name:
+            raise usage_error(f"--input given twice for '{g.name}'")
+        by_name[g.name] = g
+    free = [n for n in names if n not in by_name]
+    unnamed = [g for g in given if g.name is None]
+    if len(unnamed) > len(free):
+        raise usage_error(f"{len(given)} --input flags for {len(names)} input(s) "
+                          f"({', '.join(names)})", "name each one: --input NAME=2,20")
+    by_name.update(zip(free, unnamed, strict=False))  # fewer flags than inputs: checked later
+    return by_name
+
+
+class _Binder:
+    """Binds each declared input in turn; named dimensions keep one size across all inputs."""
+
+    def __init__(self, params: Mapping[str, Any], dtype: str, count: int):
+        self.params, self.dtype, self.count = params, dtype, count
+        self.problems: list[Diagnostic] = []
+        self.dims: dict[str, tuple[int | str, str]] = {}  # named dim -> (size, where first)
+        self.hints: dict[str, int] = {}  # named dim -> its size in the concrete pass
+
+    def bind(self, decl: InputDecl, flag: InputShape | None) -> BoundInput | None:
+        declared = _declared_shape(decl, self.params)
+        if flag is None:
+            if declared is None or not all(isinstance(d, (int, str)) for d in declared):
+                raise usage_error(f"no shape for input '{decl.name}'",
+                                  f"give one, for example --input "
+                                  f"{decl.name + '=' if self.count > 1 else ''}2,20")
+            wanted: tuple[int | str, ...] = tuple(declared)  # declared names stay symbolic
+        else:
+            wanted = flag.shape
+            if declared is not None:
+                self.problems.extend(_check_declared(decl, declared, wanted, self.dims))
+        dtype = (flag.dtype if flag and flag.dtype else decl.dtype) or self.dtype
+        if dtype not in DTYPES:
+            from lazyspec.errors import did_you_mean
+
+            self.problems.append(Diagnostic("LS146", f"input '{decl.name}': unknown dtype "
+                                            f"'{dtype}'", decl.loc,
+                                            hint=did_you_mean(dtype, DTYPES)))
+            return None
+        shape = tuple(d if isinstance(d, int) else
+                      self.hints.setdefault(d, BATCH_HINT if i == 0 else DIM_HINT)
+                      for i, d in enumerate(wanted))
+        too_large = _size_problem(shape, DTYPES[dtype][1])
+        if too_large and flag is not None:
+            raise usage_error(f"--input {flag}: {too_large}", "give a smaller shape")
+        if too_large:
+            self.problems.append(Diagnostic("LS146", f"input '{decl.name}': {too_large}",
+                                            decl.loc))
+            return None
+        dim_names = tuple(d if isinstance(d, str) else None for d in wanted)
+        return BoundInput(decl.name, shape, DTYPES[dtype][0], dim_names)
+
+
+def _size_problem(shape: tuple[int, ...], itemsize: float) -> str | None:
+    """Why torch cannot make a tensor of this shape, even on `meta`; None when it can."""
+    for d in shape:
+        if d < 0:
+            return f"dimension {d} is negative"
+        if d > MAX_DIM:
+            return f"dimension {d:,} is over the limit of 2**40"
+    if math.prod(shape) * itemsize >= 2**63:
+        return (f"a tensor of shape {list(shape)} holds {math.prod(shape):,} elements, more "
+                "than torch can address (2**63 bytes)")
+    return None
+
+
+def _declared_shape(decl: InputDecl, params: Mapping[str, Any]) -> list[Any] | None:
+    if decl.shape is None:
+        return None
+    out: list[Any] = []
+    for d in decl.shape:
+        if isinstance(d, Expr):
+            d = evaluate(d, params)
+        elif isinstance(d, str) and d in params:
+            d = params[d]  # a dimension named after a param takes its value
+        out.append(d)
+    return out
+
+
+def _check_declared(decl: InputDecl, declared: list[Any], shape: tuple[int | str, ...],
+                    dims: dict[str, tuple[int | str, str]]) -> list[Diagnostic]:
+    shown = "[" + ", ".join(map(str, declared)) + "]"
+    if len(declared) != len(shape):
+        return [Diagnostic("LS202", f"input '{decl.name}' is declared {shown} "
+                           f"({len(declared)}-d) but was given {list(shape)} ({len(shape)}-d)",
+                           decl.loc, hint=f"give {len(declared)} dimensions")]
+    out = []
+    for i, (want, got) in enumerate(zip(declared, shape, strict=True)):
+        if isinstance(want, int) and isinstance(got, int) and want != got:
+            out.append(Diagnostic("LS202", f"input '{decl.name}' dimension {i} is declared "
+                                  f"{want} but was given {got}", decl.loc))
+        elif isinstance(want, str):
+            if want in dims and dims[want][0] != got:
+                first, where = dims[want]
+                out.append(Diagnostic("LS202", f"dimension '{want}' is {first} in {where} but "
+                                      f"{got} in input '{decl.name}'", decl.loc,
+                                      hint="a named dimension has one size across all inputs"))
+            dims.setdefault(want, (got, f"input '{decl.name}'"))
+    return out
+
+
+def split_runs(spec: Spec, given: Sequence[InputShape]) -> list[list[InputShape]]:
+    """`--input 2,20 --input 8,20` on a one-input model: two runs. A flag for an input that the
+    current run already has starts the next run (D2L 6.4, exercise 3)."""
+    names = spec.graph.input_names
+    runs: list[list[InputShape]] = [[]]
+    for flag in given:
+        current = runs[-1]
+        taken = [f.name for f in current if f.name] + \
+            names[:sum(1 for f in current if f.name is None)]
+        target = flag.name or next((n for n in names if n not in taken), None)
+        if target is None or target in taken:
+            runs.append([])
+        runs[-1].append(flag)
+    return runs

@@ -11,7 +11,7 @@ from typing import Any
 
 from lazyspec.errors import Diagnostic, Location, UsageError
 from lazyspec.fileio import atomic_write
-from lazyspec.result import as_lists
+from lazyspec.shapes import as_lists, json_shape
 
 LOCK_VERSION = 1
 HEADER = ("# lazyspec.lock: written by `lazyspec lock`. Review changes like code; "
@@ -141,10 +141,6 @@ def write(path: Path, entries: list[LockEntry]) -> None:
     atomic_write(path, render(entries), "lock file")
 
 
-def _shape(shape: Any) -> str:
-    return json.dumps(as_lists(shape)).replace(",", ", ").replace(",  ", ", ")
-
-
 def diff(old: LockEntry, new: LockEntry) -> list[str]:
     """Readable differences: which parameter, old shape -> new shape."""
     lines = []
@@ -152,16 +148,16 @@ def diff(old: LockEntry, new: LockEntry) -> list[str]:
         lines.append(f"output {_fmt_outputs(old.outputs)} -> {_fmt_outputs(new.outputs)}")
     for name, shape in new.params.items():
         if name not in old.params:
-            lines.append(f"+ {name} {_shape(shape)}")
+            lines.append(f"+ {name} {json_shape(shape)}")
         elif list(old.params[name]) != list(shape):
-            lines.append(f"{name} {_shape(old.params[name])} -> {_shape(shape)}")
+            lines.append(f"{name} {json_shape(old.params[name])} -> {json_shape(shape)}")
     for name, shape in old.params.items():
         if name not in new.params:
-            lines.append(f"- {name} {_shape(shape)}")
+            lines.append(f"- {name} {json_shape(shape)}")
     if old.total != new.total:
         lines.append(f"total {old.total:,} -> {new.total:,} parameters")
     return lines
 
 
 def _fmt_outputs(outputs: list[Any]) -> str:
-    return ", ".join(_shape(o) for o in outputs)
+    return ", ".join(json_shape(o) for o in outputs)

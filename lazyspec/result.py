@@ -6,16 +6,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lazyspec.errors import Diagnostic, Location
+from lazyspec.shapes import ShapeTree, as_lists
 
 # A shape is a tuple of ints; a node returning several tensors has a list of them; a value that
-# is not a tensor is shown by its type name.
+# is not a tensor is shown by its type name (lazyspec.shapes writes them as text).
 Shape = tuple[int, ...]
-ShapeTree = Any  # Shape | list[ShapeTree] | str
 
-
-def as_lists(shape: ShapeTree) -> Any:
-    """A shape tree with lists for tuples: the form JSON and the lock file write."""
-    return [as_lists(v) for v in shape] if isinstance(shape, (list, tuple)) else shape
+__all__ = ["ShapeTree", "as_lists"]  # the shape helpers, for those who read results
 
 
 @dataclass

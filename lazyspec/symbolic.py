@@ -12,14 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from lazyspec.compile import Built, SpecModule, Step
-
-if TYPE_CHECKING:
-    from lazyspec.dryrun import BoundInput
+from lazyspec.inputs import BoundInput
+from lazyspec.shapes import ShapeTree, format_shape
+from lazyspec.trace import tracing
 
 
 @dataclass
@@ -55,18 +55,12 @@ def symbolic_pass(built: Built, bound: Sequence[BoundInput]) -> SymbolicShapes:
                 names[str(size)] = name
         inputs.append(fake)
     tracer = _SymbolicTracer(result, env, names)
-    spec_modules = [m for m in built.module.modules() if isinstance(m, SpecModule)]
     try:
-        for m in spec_modules:
-            m.tracer = tracer
-        with mode, torch.no_grad():
+        with tracing(built.module, tracer), mode, torch.no_grad():
             out = built.module(*inputs)
     except Exception as e:  # the concrete pass already succeeded: report, do not fail
         result.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         return result
-    finally:
-        for m in spec_modules:
-            m.tracer = None
     outs = out if isinstance(out, tuple) else (out,)
     result.model_outputs = [tracer.shape(o) for o in outs]
     return result
@@ -104,10 +98,14 @@ class _SymbolicTracer:
                         + ", ".join(f"{n}={self.result.symbols[n]}" for n in used) + ")")
 
     def shape(self, value: Any) -> str:
+        return format_shape(self.tree(value))
+
+    def tree(self, value: Any) -> ShapeTree:
+        """A value's shapes with every size as an expression of the user's names."""
         if isinstance(value, torch.Tensor):
-            return "[" + ", ".join(self.text(d) for d in value.shape) + "]"
+            return tuple(self.text(d) for d in value.shape)
         if isinstance(value, (tuple, list)):
-            return "(" + ", ".join(self.shape(v) for v in value) + ")"
+            return [self.tree(v) for v in value]
         return type(value).__name__
 
     def text(self, size: Any) -> str:

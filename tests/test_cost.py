@@ -103,10 +103,10 @@ def test_cuda_dry_run_matches_meta():
 
 
 def test_cpu_fallback_that_would_not_fit_is_refused(cli, write_spec, monkeypatch):
-    from lazyspec import dryrun
+    from lazyspec import memory
 
     monkeypatch.syspath_prepend(str(FIXTURES))
-    monkeypatch.setattr(dryrun, "free_memory", lambda device: 1000)
+    monkeypatch.setattr(memory, "free_memory", lambda device: 1000)
     spec = write_spec("layers:\n  - allowpkg.layers.CpuOnly(4)\n")
     r = cli("infer", spec, "--input", "2,500", "--allow", "allowpkg")
     assert r.code == 2 and "error[LS306]" in r.stderr and "no meta kernel" in r.stderr

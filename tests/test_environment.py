@@ -268,7 +268,7 @@ def test_an_internal_error_is_a_message_and_traceback_shows_it(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(dryrun, "infer", broken)
+    monkeypatch.setattr(dryrun, "run", broken)
     argv = ["infer", str(SPECS / "mlp.yaml"), "--input", "2,20"]
     with pytest.raises(SystemExit) as info:
         main(argv)

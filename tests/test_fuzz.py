@@ -70,7 +70,6 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
     """`lazyspec ARGV` in-process; (exit code, stdout, stderr). Checks the property."""
     out, err = io.StringIO(), io.StringIO()
     code: Any = None
-    cli._sources.clear()
     with hang_guard(f"lazyspec {argv}"), contextlib.redirect_stdout(out), \
             contextlib.redirect_stderr(err), warnings.catch_warnings(record=True):
         warnings.simplefilter("always")  # printed or not, a warning is not a failure here

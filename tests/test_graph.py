@@ -12,6 +12,7 @@ import pytest
 from conftest import SPECS
 
 import lazyspec
+from lazyspec.api import graph_for
 from lazyspec.compile import Built, SpecModule, build
 from lazyspec.dryrun import run
 from lazyspec.graph import (
@@ -20,12 +21,14 @@ from lazyspec.graph import (
     GraphNode,
     Subgraph,
     build_graph,
-    graph_for,
-    parse_shape,
-    render_graph,
 )
 from lazyspec.inputs import parse_input
-from lazyspec.report.graph_text import to_dot, to_mermaid
+from lazyspec.report.graph_text import render, to_dot, to_mermaid
+from lazyspec.shapes import read_shape
+
+
+def render_graph(built: Built, result, fmt: str, depth=None) -> str:
+    return render(build_graph(built, result, depth), fmt)
 
 
 def compiled(path, **options) -> Built:
@@ -259,11 +262,11 @@ def test_named_dims_show_as_names_on_the_edges():
 
 
 def test_parse_shape_reads_printed_shapes_back():
-    assert parse_shape("[B, 16, ((H - 1)//2) + 1]") == ("B", "16", "((H - 1)//2) + 1")
-    assert parse_shape("[Max(1, H), 3]") == ("Max(1, H)", "3")
-    assert parse_shape("([B, T, 64], [B, T, 64])") == [("B", "T", "64")] * 2
-    assert parse_shape("[]") == ()
-    assert parse_shape("int") == "int"
+    assert read_shape("[B, 16, ((H - 1)//2) + 1]") == ("B", "16", "((H - 1)//2) + 1")
+    assert read_shape("[Max(1, H), 3]") == ("Max(1, H)", "3")
+    assert read_shape("([B, T, 64], [B, T, 64])") == [("B", "T", "64")] * 2
+    assert read_shape("[]") == ()
+    assert read_shape("int") == "int"
 
 
 def test_several_outputs_and_name_k_picks(write_spec):

@@ -21,7 +21,8 @@ class Reporter(Protocol):
     def show(self, preview: Preview) -> str: ...
 
 
-FORMATS = ("table", "json", "markdown", "github")
+FORMATS = ("table", "json", "markdown", "github")  # infer, show, check and lock reports
+GRAPH_FORMATS = ("mermaid", "dot")  # `lazyspec graph` diagrams (report/graph_text.py)
 
 
 def reporter(name: str, color: bool = False, width: int | None = None,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from lazyspec.errors import Diagnostic, Location
 
 if TYPE_CHECKING:
-    from lazyspec.gate import GateReport
+    from lazyspec.gate import GateReport, RunOutcome
     from lazyspec.preview import Preview
     from lazyspec.result import InferOutcome
 
@@ -79,11 +79,8 @@ class GithubReporter:
         return "".join(line + "\n" for line in out)
 
 
-def _drift_location(o: object) -> Location | None:
+def _drift_location(o: RunOutcome) -> Location | None:
     """The spec line of the first changed parameter, else the spec file itself."""
-    from lazyspec.gate import Outcome
-
-    assert isinstance(o, Outcome)
     if o.result is not None:
         changed = {line.split()[0] for line in o.drift if " -> " in line}
         for p in o.result.params:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from lazyspec.graph import Graph, GraphNode, Subgraph
+from lazyspec.report import GRAPH_FORMATS
 
 INDENT = "    "
 
@@ -129,3 +130,10 @@ def to_dot(graph: Graph) -> str:
         lines.append(f"{INDENT}{_dot_quote(e.source)} -> {_dot_quote(e.target)}{attrs};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def render(graph: Graph, fmt: str) -> str:
+    """The diagram as text: `fmt` is "mermaid" (a `flowchart TD`) or "dot" (Graphviz)."""
+    if fmt not in GRAPH_FORMATS:
+        raise ValueError(f"unknown graph format '{fmt}' (use {' or '.join(GRAPH_FORMATS)})")
+    return to_mermaid(graph) if fmt == "mermaid" else to_dot(graph)

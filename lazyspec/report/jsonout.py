@@ -7,10 +7,10 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from lazyspec.errors import Diagnostic, Location
-from lazyspec.result import as_lists
+from lazyspec.shapes import as_lists
 
 if TYPE_CHECKING:
-    from lazyspec.gate import GateReport, Outcome
+    from lazyspec.gate import GateReport, RunOutcome
     from lazyspec.preview import Preview
     from lazyspec.result import InferOutcome, InferResult, Totals
 
@@ -65,7 +65,7 @@ def infer_document(o: InferOutcome) -> dict[str, Any]:
             "ran": o.ran, "diagnostics": [diagnostic(d) for d in o.diagnostics]}
 
 
-def _run(o: Outcome) -> dict[str, Any]:
+def _run(o: RunOutcome) -> dict[str, Any]:
     r = o.result
     return {"spec": o.spec_key, "key": o.key, "inputs": list(o.run.inputs), "scale": o.run.scale,
             "status": o.status, "lock_status": o.lock_status, "drift": o.drift,

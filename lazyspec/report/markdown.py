@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lazyspec.errors import Diagnostic
-from lazyspec.report.table import cost_lines, fmt_bytes, fmt_dims, fmt_shape
+from lazyspec.report.text import cost_lines, fmt_bytes
+from lazyspec.shapes import format_dims, format_shape
 
 if TYPE_CHECKING:
     from lazyspec.gate import GateReport
@@ -35,17 +36,17 @@ class MarkdownReporter:
         r = outcome.result
         lines = [f"### lazyspec: `{outcome.spec}`", ""]
         if r is not None:
-            inputs = ", ".join(f"`{i.name}` {fmt_shape(i.shape)} {i.dtype}" for i in r.inputs)
+            inputs = ", ".join(f"`{i.name}` {format_shape(i.shape)} {i.dtype}" for i in r.inputs)
             lines += [f"Input: {inputs} on `{r.device}`", "",
                       "| Parameter | Op | Shape | Count | Line |",
                       "| --- | --- | --- | ---: | ---: |"]
             for p in r.params:
                 mark = f" ({_cell(p.shared)})" if p.shared else ""
                 line = p.location.line if p.location else ""
-                lines.append(f"| `{p.path}`{mark} | {p.op} | {fmt_shape(p.shape)} | "
+                lines.append(f"| `{p.path}`{mark} | {p.op} | {format_shape(p.shape)} | "
                              f"{p.count:,} | {line} |")
             t = r.totals
-            lines += ["", f"**Output:** {', '.join(fmt_shape(o) for o in r.outputs)}  ",
+            lines += ["", f"**Output:** {', '.join(format_shape(o) for o in r.outputs)}  ",
                       f"**Parameters:** {t.params:,} (trainable {t.trainable:,}), "
                       f"{fmt_bytes(t.bytes)} at {r.dtype}  "]
             lines += [f"{line}  " for line in cost_lines(r)]
@@ -61,7 +62,8 @@ class MarkdownReporter:
             tied = f" (tied to `{p.tied}`)" if p.tied else ""
             count = "?" if p.count is None else f"{p.count:,}"
             line = p.location.line if p.location else ""
-            lines.append(f"| `{p.path}`{tied} | {p.op} | {fmt_dims(p.shape)} | {count} | {line} |")
+            lines.append(f"| `{p.path}`{tied} | {p.op} | {format_dims(p.shape)} | {count} "
+                         f"| {line} |")
         lines += ["", f"Known now: {preview.known_params:,} parameters; {len(preview.unknown)} "
                   "parameter tensors wait for the input."]
         return "\n".join(lines) + "\n"
@@ -74,7 +76,7 @@ class MarkdownReporter:
         for o in report.outcomes:
             r = o.result
             params = f"{r.totals.params:,}" if r else ""
-            output = ", ".join(fmt_shape(x) for x in r.outputs) if r else ""
+            output = ", ".join(format_shape(x) for x in r.outputs) if r else ""
             status = o.status if o.lock_status in ("ok", "not-checked") else \
                 f"{o.status} ({o.lock_status})"
             lines.append(f"| `{o.spec_key}` | `{_cell(o.key)}` | {status} | {params} | {output} |")

@@ -10,58 +10,13 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from lazyspec.result import InferOutcome, InferResult, ShapeTree
+from lazyspec.report.text import cost_lines, fmt_bytes, fmt_count
+from lazyspec.result import InferOutcome, InferResult
+from lazyspec.shapes import format_dims, format_shape
 
 if TYPE_CHECKING:
     from lazyspec.gate import GateReport
     from lazyspec.preview import Preview
-
-
-def fmt_shape(shape: ShapeTree) -> str:
-    if shape is None:
-        return "-"
-    if isinstance(shape, tuple):
-        return "[" + ", ".join(str(d) for d in shape) + "]"
-    if isinstance(shape, list):
-        return "(" + ", ".join(fmt_shape(s) for s in shape) + ")"
-    return str(shape)
-
-
-def fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def fmt_count(n: float | None) -> str:
-    """1,814,073,344 -> 1.81G; None (unknown) -> ?"""
-    if n is None:
-        return "?"
-    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.3g}{unit}"
-    return f"{n:.0f}"
-
-
-def cost_lines(result: InferResult) -> list[str]:
-    """FLOPs and memory totals, as plain lines (table and Markdown share them)."""
-    t = result.totals
-    flops = f"{fmt_count(t.flops)} ({fmt_count(t.macs)} multiply-accumulates)"
-    if t.unknown_ops:
-        flops = f"at least {flops}; not counted: {', '.join(t.unknown_ops)}"
-    lines = [f"FLOPs: {flops}", f"activations: {fmt_bytes(t.activation_bytes)}",
-             f"training memory estimate: {fmt_bytes(t.training_bytes)} "
-             "(params + grads + Adam + activations)"]
-    run = result.run
-    if run is not None:
-        peak = "unknown" if run.peak_bytes is None else fmt_bytes(run.peak_bytes)
-        what = "peak allocated" if result.device.startswith("cuda") else "peak RSS"
-        free = "" if run.available_bytes is None else f" of {fmt_bytes(run.available_bytes)} free"
-        lines.append(f"{result.device} run: traced forward {run.forward_seconds * 1e3:,.0f} ms; "
-                     f"{what} {peak}; estimated {fmt_bytes(run.estimate_bytes)}{free}")
-    return lines
 
 
 def _line(loc: Any) -> str:
@@ -117,27 +72,27 @@ def render_table(result: InferResult, depth: int | None = None) -> RenderableTyp
         if n.shared_from:
             op += f" (shares {n.shared_from})"
         flops = "" if n.flops == 0 or n.skipped else fmt_count(n.flops)
-        shape = n.symbolic or fmt_shape(n.output)
+        shape = n.symbolic or format_shape(n.output)
         node_rows.append((indent + label, op, shape, f"{n.params:,}" if n.params else "", flops))
     nodes = _table("Nodes", [("Node", "left"), ("Op", "left"), ("Output", "left"),
                              ("Params", "right"), ("FLOPs", "right")], node_rows)
     params = _table("Parameters", [("Parameter", "left"), ("Op", "left"), ("Shape", "left"),
                                    ("Count", "right"), ("Line", "right")],
-                    [(p.path + (" *" if p.shared else ""), p.op, fmt_shape(p.shape),
+                    [(p.path + (" *" if p.shared else ""), p.op, format_shape(p.shape),
                       f"{p.count:,}", _line(p.location)) for p in result.params])
 
     t = result.totals
-    outputs = ", ".join(result.symbolic_outputs or [fmt_shape(o) for o in result.outputs])
+    outputs = ", ".join(result.symbolic_outputs or [format_shape(o) for o in result.outputs])
     lines = [f"output: {outputs}"]
     if result.symbols:
         hints = ", ".join(f"{n}={v}" for n, v in result.symbols.items())
         lines.append(f"symbolic dims {', '.join(result.symbols)}; sizes, FLOPs and memory below "
                      f"are at {hints}")
     for more in result.more_runs:
-        shapes = ", ".join(fmt_shape(i.shape) if len(more.inputs) == 1
-                           else f"{i.name} {fmt_shape(i.shape)}" for i in more.inputs)
+        shapes = ", ".join(format_shape(i.shape) if len(more.inputs) == 1
+                           else f"{i.name} {format_shape(i.shape)}" for i in more.inputs)
         lines.append(f"also at {shapes}: output "
-                     f"{', '.join(fmt_shape(o) for o in more.outputs)} (same parameters)")
+                     f"{', '.join(format_shape(o) for o in more.outputs)} (same parameters)")
     lines += [
              f"parameters: {t.params:,} (trainable {t.trainable:,}), "
              f"{fmt_bytes(t.bytes)} at {result.dtype}"]
@@ -164,7 +119,7 @@ def render_gate(report: GateReport) -> RenderableType:
         if o.lock_status in ("changed", "missing", "updated"):
             status += f" ({o.lock_status})"
         cells = (status, o.spec_key, o.key, f"{r.totals.params:,}" if r else "",
-                 ", ".join(fmt_shape(x) for x in r.outputs) if r else "")
+                 ", ".join(format_shape(x) for x in r.outputs) if r else "")
         table.add_row(*(Text(cell) for cell in cells))
     lines: list[str] = []
     for o in report.outcomes:
@@ -184,10 +139,6 @@ def render_gate(report: GateReport) -> RenderableType:
     return Group(table, Text("\n".join(lines)))
 
 
-def fmt_dims(shape: tuple[int | None, ...]) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
-
-
 def render_preview(p: Preview) -> RenderableType:
     header = Text.assemble((p.name or p.spec, "bold"), f"  ({p.spec})\n",
                            "before any input: ? is a size the first pass of data will fix")
@@ -200,7 +151,7 @@ def render_preview(p: Preview) -> RenderableType:
     for param in p.params:
         name = param.path + (f" (tied to {param.tied})" if param.tied else "")
         count = "?" if param.count is None else f"{param.count:,}"
-        cells = (name, param.op, fmt_dims(param.shape), count, _line(param.location))
+        cells = (name, param.op, format_dims(param.shape), count, _line(param.location))
         table.add_row(*(Text(cell) for cell in cells))
     waiting = len(p.unknown)
     summary = (f"known now: {p.known_params:,} parameters; {waiting} of {len(p.params)} "

@@ -11,7 +11,7 @@ from typing import Any
 from lazyspec.errors import Diagnostic, Location, SpecError, did_you_mean, shown
 from lazyspec.spec.expr import Expr, Span, parse_call, parse_expr
 from lazyspec.spec.model import Block, Graph, InputDecl, Node, Param, Ref, Spec, Tie
-from lazyspec.spec.yamlload import YMap, YNode, YScalar, YSeq, load_yaml, plain
+from lazyspec.spec.yamlload import MAX_FILE_BYTES, YMap, YNode, YScalar, YSeq, load_yaml, plain
 
 TOP_LEVEL_KEYS = ("lazyspec", "name", "description", "params", "scales", "inputs", "include",
                   "blocks", "layers", "outputs", "tie")
@@ -409,28 +409,31 @@ def _shown(node: YNode) -> str:
 
 def read_text(path: Path) -> str:
     """Read a spec file; raises OSError / UnicodeDecodeError for the caller to report."""
-    from lazyspec.spec.yamlload import MAX_FILE_BYTES
-
     if not path.is_file():  # a FIFO would hang, /dev/zero would never end
         raise OSError(21 if path.is_dir() else 22,
                       "is a folder" if path.is_dir() else "not a regular file", str(path))
     with path.open("rb") as f:
         data = f.read(MAX_FILE_BYTES + 1)  # never more than the limit, whatever st_size says
     if len(data) > MAX_FILE_BYTES:
-        raise SpecError([Diagnostic("LS106", f"spec file is over the {MAX_FILE_BYTES:,}-byte "
-                                    "limit", Location(str(path), 1, 1),
-                                    hint="split it with `include:`")])
+        raise SpecError([_too_large(str(path))])
     return data.decode("utf-8")
 
 
-def parse_file(path: str | os.PathLike[str]) -> Spec:
+def _too_large(path: str) -> Diagnostic:
+    return Diagnostic("LS106", f"spec file is over the {MAX_FILE_BYTES:,}-byte limit",
+                      Location(path, 1, 1), hint="split it with `include:`")
+
+
+def parse_file(path: str | os.PathLike[str], text: str | None = None) -> Spec:
     """Read and parse a spec file with its includes. Problems are collected in `spec.problems`.
+    With `text`, that is the file's content (an editor's buffer): `path` names it in
+    diagnostics, and its includes are read relative to it.
 
     Raises SpecError only when the file itself cannot be parsed at all (YAML errors);
     an unreadable file raises UsageError.
     """
     p = Path(path)
-    return _parse_with_includes(p, p.resolve().parent, [], 0, None, {})
+    return _parse_with_includes(p, p.resolve().parent, [], 0, None, {}, text)
 
 
 def _read(path: Path, display: str, at: Location | None) -> str:
@@ -450,11 +453,15 @@ MAX_INCLUDES = 256  # include entries followed in one spec, all files together
 
 
 def _parse_with_includes(path: Path, root: Path, stack: list[Path], depth: int,
-                         at: Location | None, done: dict[Path, Spec]) -> Spec:
+                         at: Location | None, done: dict[Path, Spec],
+                         text: str | None = None) -> Spec:
     """Parse a file and what it includes. `done` holds each file parsed so far in this spec:
     a file included from many places is read once (fan-out must not grow exponentially)."""
     display = str(path)
-    text = _read(path, display, at)
+    if text is None:
+        text = _read(path, display, at)
+    elif len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        raise SpecError([_too_large(display)])
     tree = load_yaml(text, display)
     parser = _Parser(display, text, included=at is not None)
     spec = parser.spec(tree)
