@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, NamedTuple, Protocol
@@ -29,8 +29,17 @@ from lazyspec.errors import (
     usage_error,
 )
 from lazyspec.options import BuildOptions, check_device
-from lazyspec.spec.expr import OpCall, Span, parse_expr, resolve
+from lazyspec.spec.expr import Expr, OpCall, Span, parse_expr, resolve
 from lazyspec.spec.model import Block, Graph, Node, Param, Ref, Spec, Tie
+from lazyspec.spec.parse import NAME_RE
+from lazyspec.tensors import (
+    SIGNATURES,
+    TENSOR_OPS,
+    TensorDecl,
+    declare,
+    initialise,
+    make_tensor,
+)
 from lazyspec.ties import check_ties
 
 MAX_BLOCK_DEPTH = 32
@@ -46,6 +55,7 @@ class NodeKind(enum.Enum):
     COPY = "copy"  # one copy made by `repeat:`, in its container or spliced into the list
     SHARE = "share"  # a `share:` node: calls an earlier node's module again
     SKIP = "skip"  # passes its first input through: `when: false`, `repeat: 0` (or it failed)
+    TENSOR = "tensor"  # a `Parameter(...)` or `Buffer(...)` held by its list's module
 
 
 @dataclass
@@ -63,6 +73,7 @@ class NodeInfo:
     indices: int = 1  # list indices it takes: an unnamed `repeat: n` takes n, `repeat: 0` none
     block: str | None = None  # the spec block its op calls (also when skipped)
     copies: int = 0  # REPEAT: how many copies the container holds
+    names: str | None = None  # REPEAT: the `names:` template of its copies
     share_target: str | None = None  # the node named by `share:` (also when skipped)
     module_path: str | None = None  # where its module is registered; None: passthrough
     shared_from: str | None = None  # path of the node that owns the module a share calls
@@ -135,9 +146,10 @@ class StepTracer(Protocol):
 @dataclass
 class Step:
     info: NodeInfo
-    module: nn.Module | None  # None: pass the first input through
+    module: nn.Module | None  # None: pass the first input through (or a tensor node)
     inputs: tuple[Pick, ...]
     factory: Factory | None = None  # how `module` was built (ops only, not blocks)
+    tensor: TensorDecl | None = None  # a tensor node: the owner's parameter or buffer
 
 
 class SpecModule(nn.Module):
@@ -165,10 +177,25 @@ class SpecModule(nn.Module):
             if self.tracer is not None:
                 values.append(self.tracer.run(self, step, values))
                 continue
-            xs = self.gather(values, step)
-            values.append(xs[0] if step.module is None else step.module(*xs))
+            values.append(self.run_step(step, self.gather(values, step)))
         outs = [pick(values, p) for p in self.outputs]
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def run_step(self, step: Step, xs: list[Any]) -> Any:
+        """What one step does with its inputs."""
+        if step.tensor is not None:
+            return self.tensor(step.tensor, xs)
+        return xs[0] if step.module is None else step.module(*xs)
+
+    def tensor(self, decl: TensorDecl, xs: list[Any]) -> torch.Tensor:
+        """A tensor node's value: the parameter or buffer this module holds under the node's
+        name; a parameter with sizes from its input takes them on the first pass."""
+        value = getattr(self, decl.name)
+        if isinstance(value, nn.parameter.UninitializedParameter):
+            value.materialize(decl.shape_for(tuple(xs[0].shape)))
+            initialise(value, decl.init)
+        assert isinstance(value, torch.Tensor)
+        return value
 
 
 # Names a node cannot take: they are attributes of the module that holds it.
@@ -327,6 +354,25 @@ class _Scope:
         return None
 
 
+class _Overlay(Mapping[str, Any]):
+    """Params with a few names laid over them (the copy index of a repeated node)."""
+
+    def __init__(self, base: Mapping[str, Any], over: dict[str, Any]):
+        self.base, self.over = base, over
+
+    def __getitem__(self, key: str) -> Any:
+        return self.over[key] if key in self.over else self.base[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.over or key in self.base
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**dict.fromkeys(self.base), **dict.fromkeys(self.over)})
+
+    def __len__(self) -> int:
+        return len(set(self.base) | set(self.over))
+
+
 @dataclass
 class _Names:
     """What references in a node list resolve against, filled as its nodes compile."""
@@ -480,6 +526,9 @@ class _Builder:
                                     "when: false" if not when else "repeat: 0")
         if node.share is not None:
             return self.share(scope, node, local, trail, inputs)
+        assert node.call is not None
+        if node.call.name in TENSOR_OPS and node.call.name not in self.spec.blocks:
+            return self.tensor_node(scope, node, local, trail, inputs)
         if node.name is None and repeat != 1:
             return self.spliced_copies(scope, node, int(local), inputs, repeat)
         if node.name is not None and node.repeat is not None:
@@ -530,33 +579,89 @@ class _Builder:
         """Unnamed + repeat: n copies spliced into the enclosing list, each its own index."""
         assert node.call is not None
         prev = inputs
-        for info, module in self.copies(node.call, scope.env, repeat,
-                                        lambda i: f"{scope.prefix}{base + i}",
-                                        lambda i: (*scope.trail, str(base + i)), scope.stack):
+        names = [str(base + i) for i in range(repeat)]
+        for info, module in self.copies(node, scope.env, names, scope.prefix, scope.trail,
+                                        scope.stack):
             if module is not None:
                 scope.module.add_module(info.local, module)
-            prev = (Pick(scope.add(Step(info, module, prev, self.factories.get(id(module))))),)
+            slot = scope.add(Step(info, module, prev, self.factories.get(id(module))))
+            prev = self.next_inputs(node.call, inputs, slot)
         return prev[0].slot
 
     def repeat_container(self, scope: _Scope, node: Node, local: str, trail: tuple[str, ...],
                          inputs: tuple[Pick, ...], repeat: int) -> int:
-        """Named + repeat (even 1): a container `name` holding copies name.0 ... name.{n-1};
-        the first copy takes every input, each later one the copy before it."""
+        """Named + repeat (even 1): a container `name` holding copies name.0 ... name.{n-1}
+        (or as `names:` names them); the first copy takes every input, each later one the copy
+        before it (and, from language version 2, the node's other inputs too)."""
         assert node.call is not None
-        info = self.info(scope, node, local, trail, NodeKind.REPEAT, copies=repeat)
+        info = self.info(scope, node, local, trail, NodeKind.REPEAT, copies=repeat,
+                         names=node.names)
         container = SpecModule([f"in{i}" for i in range(max(len(inputs), 1))])
         first = tuple(Pick(j) for j in range(len(inputs)))
-        for i, (copy_info, module) in enumerate(self.copies(
-                node.call, scope.env, repeat, lambda i: f"{info.path}.{i}",
-                lambda i: (*trail, str(i)), scope.stack)):
+        chain = first
+        names = self.copy_names(node, repeat, scope.env, trail)
+        for copy_info, module in self.copies(node, scope.env, names, f"{info.path}.", trail,
+                                             scope.stack):
             if module is not None:
-                container.add_module(str(i), module)
-            chain = first if i == 0 else (Pick(len(inputs) + i - 1),)
+                container.add_module(copy_info.local, module)
             container.steps.append(Step(copy_info, module, chain,
                                         self.factories.get(id(module))))
+            chain = self.next_inputs(node.call, first,
+                                     len(container.input_names) + len(container.steps) - 1)
         container.outputs = [Pick(len(container.input_names) + len(container.steps) - 1)]
         info.op = f"{node.call.name} x{repeat}"
         return self.attach(scope, info, container, inputs)
+
+    def next_inputs(self, call: OpCall, first: tuple[Pick, ...], slot: int) -> tuple[Pick, ...]:
+        """A later copy's inputs: the copy before it, and from version 2 the node's other
+        inputs too; a block that returns several values threads them all, in place of as many
+        inputs."""
+        if self.spec.version < 2:
+            return (Pick(slot),)
+        block = self.spec.blocks.get(call.name)
+        returns = len(block.graph.outputs or ()) if block is not None else 1
+        head = tuple(Pick(slot, k) for k in range(returns)) if returns > 1 else (Pick(slot),)
+        return (*head, *first[len(head):])
+
+    def copy_names(self, node: Node, repeat: int, env: Mapping[str, Any],
+                   trail: tuple[str, ...]) -> list[str]:
+        """The copies' names: 0 .. n-1, or the `names:` template for each copy."""
+        default = [str(i) for i in range(repeat)]
+        if node.names is None:
+            return default
+        names = []
+        for i in range(repeat):
+            name = self.template(node, i, env, trail)
+            if name is None:
+                return default  # reported
+            names.append(name)
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            self.fail("LS115", f"`names:` gives several copies the name '{repeated[0]}'",
+                      node.names_loc, trail, "use the copy index, e.g. layer_{i}")
+            return default
+        return names
+
+    def template(self, node: Node, i: int, env: Mapping[str, Any],
+                 trail: tuple[str, ...]) -> str | None:
+        """One copy's name from the `names:` template: each `{expr}` is an expression over the
+        params and the copy index `i` (and the node's `index:` name)."""
+        if not node.names_parts:
+            return None  # the template did not parse: reported
+        scope = _Overlay(env, {"i": i, **({node.index: i} if node.index else {})})
+        out = []
+        for part in node.names_parts:
+            value = self.evaluate(part, scope, trail) if isinstance(part, Expr) else part
+            if value is FAILED:
+                return None
+            out.append(str(value))
+        name = "".join(out)
+        if not NAME_RE.fullmatch(name) or name in RESERVED_NAMES:
+            self.fail("LS115", f"`names:` gives copy {i} the name {shown(name)}, which is not a "
+                      "valid node name", node.names_loc, trail,
+                      "names start with a letter or '_' and hold letters, digits and '_'")
+            return None
+        return name
 
     def single(self, scope: _Scope, node: Node, local: str, trail: tuple[str, ...],
                inputs: tuple[Pick, ...]) -> int:
@@ -565,7 +670,67 @@ class _Builder:
         kind = NodeKind.BLOCK if node.call.name in self.spec.blocks else NodeKind.OP
         info = self.info(scope, node, local, trail, kind)
         module = self.instantiate(node.call, scope.env, f"{info.path}.", trail, scope.stack)
+        self.freeze(module, node, scope.env, trail)
         return self.attach(scope, info, module, inputs)
+
+    def tensor_node(self, scope: _Scope, node: Node, local: str, trail: tuple[str, ...],
+                    inputs: tuple[Pick, ...]) -> int:
+        """`Parameter(...)` or `Buffer(...)`: a tensor registered on the list's module under the
+        node's name, so its state-dict key is the node's path; the node's value is the tensor."""
+        assert node.call is not None
+        info = self.info(scope, node, local, trail, NodeKind.TENSOR)
+        if node.repeat is not None:
+            self.fail("LS114", f"a {node.call.name}(...) node cannot repeat", node.repeat_loc,
+                      trail, "write one node per tensor, or put it in a block that repeats")
+            return scope.add(Step(info, None, inputs[:1]))
+        decl = self.tensor_decl(node, scope.env, local, trail)
+        if decl is None:
+            return scope.add(Step(info, None, inputs[:1]))  # reported
+        tensor = make_tensor(decl, self.device, self.dtype)
+        if decl.kind == "parameter":
+            assert isinstance(tensor, nn.Parameter)
+            scope.module.register_parameter(local, tensor)
+        else:
+            scope.module.register_buffer(local, tensor, persistent=decl.persistent)
+        info.module_path = info.path
+        scope.modules[local] = None  # nothing to share: its value is a tensor
+        return scope.add(Step(info, None, inputs, tensor=decl))
+
+    def tensor_decl(self, node: Node, env: Mapping[str, Any], local: str,
+                    trail: tuple[str, ...]) -> TensorDecl | None:
+        """The node's tensor, its arguments evaluated and checked (None: reported)."""
+        call = node.call
+        assert call is not None
+        evaluated = self.arguments(call, env, trail)
+        if evaluated is None:
+            return None
+        try:
+            bound = inspect.signature(SIGNATURES[call.name]).bind(*evaluated[0], **evaluated[1])
+            bound.apply_defaults()
+            decl = declare(call.name, local, bound.arguments)
+        except TypeError as e:
+            self.fail("LS127", f"{call.name}: {e}", call.loc, trail,
+                      f"signature: {call.name}{inspect.signature(SIGNATURES[call.name])}")
+            return None
+        except ValueError as e:
+            self.fail("LS128", f"{call.name}{_call_text(*evaluated)} failed: {e}", call.loc,
+                      trail)
+            return None
+        trainable = self.trainable(node, env, trail)
+        return replace(decl, trainable=decl.trainable and trainable)
+
+    def trainable(self, node: Node, env: Mapping[str, Any], trail: tuple[str, ...]) -> bool:
+        """The node's `trainable:` (true when absent or failed: already reported)."""
+        if node.trainable is None:
+            return True
+        value = self.evaluate(node.trainable, env, trail)
+        if value is FAILED:
+            return True
+        if not isinstance(value, bool):
+            self.fail("LS111", f"`trainable` must be true or false, got {shown(value)}",
+                      node.trainable_loc, trail)
+            return True
+        return value
 
     def attach(self, scope: _Scope, info: NodeInfo, module: nn.Module | None,
                inputs: tuple[Pick, ...]) -> int:
@@ -602,26 +767,37 @@ class _Builder:
                       "repeats (limit)", loc, trail, "lower the repeat counts or block sizes")
         return True
 
-    def copies(self, call: OpCall, env: Mapping[str, Any], repeat: int,
-               path_of: Callable[[int], str], trail_of: Callable[[int], tuple[str, ...]],
-               stack: tuple[str, ...]) -> Iterator[tuple[NodeInfo, nn.Module | None]]:
-        """Build `repeat` fresh copies; stops early when the node limit would be passed."""
+    def copies(self, node: Node, env: Mapping[str, Any], names: list[str], prefix: str,
+               trail: tuple[str, ...], stack: tuple[str, ...],
+               ) -> Iterator[tuple[NodeInfo, nn.Module | None]]:
+        """Build a fresh copy per name; stops early when the node limit would be passed. The
+        copy index is the node's `index:` name in its op's arguments."""
+        call = node.call
+        assert call is not None
         block = call.name if call.name in self.spec.blocks else None
-        for i in range(repeat):
+        for i, name in enumerate(names):
             before = self.count
-            path = path_of(i)
-            info = NodeInfo(path, call.name, call.loc, trail_of(i), len(self.nodes),
-                            NodeKind.COPY, path.rsplit(".", 1)[-1], block=block)
+            info = NodeInfo(f"{prefix}{name}", call.name, call.loc, (*trail, name),
+                            len(self.nodes), NodeKind.COPY, name, block=block)
             self.nodes.append(info)
             self.count += 1
-            module = self.instantiate(call, env, f"{info.path}.", info.trail, stack)
+            copy_env = _Overlay(env, {node.index: i}) if node.index else env
+            module = self.instantiate(call, copy_env, f"{info.path}.", info.trail, stack)
             info.module_path = info.path if module is not None else None
+            self.freeze(module, node, env, info.trail)
             yield info, module
-            if i == 0 and self.over_limit(call.loc, trail_of(i),
-                                          (self.count - before) * (repeat - 1)):
+            if i == 0 and self.over_limit(call.loc, info.trail,
+                                          (self.count - before) * (len(names) - 1)):
                 return
             if self.limit_hit:
                 return
+
+    def freeze(self, module: nn.Module | None, node: Node, env: Mapping[str, Any],
+               trail: tuple[str, ...]) -> None:
+        """`trainable: false`: every parameter the node made stops taking gradients."""
+        if module is not None and not self.trainable(node, env, trail):
+            for p in module.parameters():
+                p.requires_grad = False  # requires_grad_() refuses uninitialised ones
 
     def instantiate(self, call: OpCall, env: Mapping[str, Any], prefix: str,
                     trail: tuple[str, ...], stack: tuple[str, ...]) -> nn.Module | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lazyspec.compile import Built
+from lazyspec.compile import Built, NodeKind
 from lazyspec.inputs import BoundInput
 from lazyspec.result import (
     InferResult,
@@ -46,8 +46,10 @@ def _param_records(built: Built) -> list[ParamRecord]:
     params: list[ParamRecord] = []
     for name, p in model.named_parameters():
         owner_path = name.rpartition(".")[0]
-        node = built.owner_of(owner_path)
+        node = built.owner_of(name)  # a Parameter(...) node owns its tensor by its own path
         module = model.get_submodule(owner_path) if owner_path else model
+        module_type = "Parameter" if node and node.kind is NodeKind.TENSOR \
+            else type(module).__name__
         count = p.numel()
         marks = []
         sharers = [s for prefix in _prefixes(owner_path) for s in shared_by.get(prefix, [])]
@@ -57,7 +59,7 @@ def _param_records(built: Built) -> list[ParamRecord]:
             marks.append(f"tied to {tied[name]}")
         params.append(ParamRecord(
             path=name, op=node.op if node else type(module).__name__,
-            module_type=type(module).__name__, shape=tuple(p.shape), count=count,
+            module_type=module_type, shape=tuple(p.shape), count=count,
             dtype=str(p.dtype).removeprefix("torch."), bytes=int(count * p.element_size()),
             trainable=p.requires_grad, location=node.loc if node else None,
             shared="; ".join(marks) or None))
@@ -69,7 +71,7 @@ def _node_records(built: Built, tracer: Tracer, params: list[ParamRecord]) -> li
     counts: dict[str, int] = {}  # module path -> parameters under it
     for rec in params:
         parts = rec.path.split(".")
-        for i in range(1, len(parts)):
+        for i in range(1, len(parts) + 1):  # the whole path too: a Parameter(...) node's own
             counts[".".join(parts[:i])] = counts.get(".".join(parts[:i]), 0) + rec.count
     nodes = []
     for n in sorted(built.nodes, key=lambda n: n.order):

@@ -72,8 +72,7 @@ class _SymbolicTracer:
         self.seen_guards = 0
 
     def run(self, owner: SpecModule, step: Step, values: list[Any]) -> Any:
-        xs = owner.gather(values, step)
-        out = xs[0] if step.module is None else step.module(*xs)
+        out = owner.run_step(step, owner.gather(values, step))
         self.result.outputs[step.info.order] = self.shape(out)
         if not isinstance(step.module, SpecModule):  # blocks report through their own nodes
             self.new_constraints(step)

@@ -61,15 +61,12 @@ class Tracer:
         frame = self.cost.open_frame()
         try:
             xs = owner.gather(values, step)
-            if step.module is None:
-                out = xs[0]
-            else:
-                try:
-                    out = step.module(*xs)
-                except Exception as e:
-                    if not _lacks_meta_kernel(e, xs, step):
-                        raise
-                    out = self.run_on_cpu(owner, step, xs, e)
+            try:
+                out = owner.run_step(step, xs)
+            except Exception as e:
+                if not _lacks_meta_kernel(e, xs, step):
+                    raise
+                out = self.run_on_cpu(owner, step, xs, e)
         except (NodeFailure, UsageError):
             raise
         except Exception as e:  # any op failing on user shapes becomes a located report

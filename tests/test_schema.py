@@ -243,7 +243,7 @@ INVALID_SPECS: dict[str, tuple[str, str, str, bool]] = {
     "empty_layers": ("layers: []\n", "$.layers", "should be non-empty", True),
     "layers_not_a_list": ("layers: ReLU\n", "$.layers", "is not of type 'array'", True),
     "not_a_mapping": ("- ReLU\n", "$", "is not of type 'object'", True),
-    "version_2": ("lazyspec: 2\nlayers: [ReLU]\n", "$.lazyspec", "1 was expected", True),
+    "version_3": ("lazyspec: 3\nlayers: [ReLU]\n", "$.lazyspec", "is not one of [1, 2]", True),
     "version_true": ("lazyspec: true\nlayers: [ReLU]\n", "$.lazyspec", "not of type", True),
     "unknown_block_key": ("blocks:\n  B:\n    param: {c: 1}\n    layers: [ReLU]\n"
                           "layers: [B]\n", "$.blocks.B", "'param' was unexpected", True),
@@ -330,7 +330,7 @@ STRUCTURAL_CASES = [
     "node_unknown_key", "node_unknown_key_with_op", "op_call_not_a_name", "op_call_syntax",
     "ref_bad_index", "repeat_negative", "share_with_op", "top_allow_key", "top_layers_not_list",
     "top_missing_layers", "top_not_mapping", "top_params_not_mapping", "top_unknown_key",
-    "top_version_2", "top_version_true", "when_not_scalar",
+    "top_version_3", "top_version_true", "when_not_scalar",
 ]
 
 

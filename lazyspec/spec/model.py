@@ -48,6 +48,13 @@ class Node:
     when: Any = None  # bool or Expr; None: true
     repeat_loc: Location | None = None
     when_loc: Location | None = None
+    names: str | None = None  # `names:` template of repeated copies, e.g. "encoder_layer_{i}"
+    names_parts: list[Any] = field(default_factory=list)  # its text pieces and {Expr} fields
+    names_loc: Location | None = None
+    index: str | None = None  # `index:` the copy index's name in the repeated op's arguments
+    index_loc: Location | None = None
+    trainable: Any = None  # bool or Expr; None: true. False freezes every parameter it makes
+    trainable_loc: Location | None = None
     broken: bool = False  # failed to parse: kept so references to it still resolve
 
     @property

@@ -16,9 +16,14 @@ from lazyspec.spec.yamlload import MAX_FILE_BYTES, YMap, YNode, YScalar, YSeq, l
 TOP_LEVEL_KEYS = ("lazyspec", "name", "description", "params", "scales", "inputs", "include",
                   "blocks", "layers", "outputs", "tie")
 BLOCK_KEYS = ("params", "inputs", "layers", "outputs", "description")
-NODE_KEYS = ("op", "name", "args", "kwargs", "in", "repeat", "when", "share")
+NODE_KEYS = ("op", "name", "args", "kwargs", "in", "repeat", "when", "share", "names", "index",
+             "trainable")
 INPUT_KEYS = ("shape", "dtype")
 MAX_INCLUDE_DEPTH = 8
+# 1: the first language. 2: copies made by `repeat:` after the first also receive the node's
+# other inputs, and a repeated block that returns several values threads them (a v1 spec means
+# the same as before: only its copy 0 takes the other inputs).
+VERSIONS = (1, 2)
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _EXPR_RE = re.compile(r"^\$\{(.*)\}$", re.DOTALL)
 
@@ -121,9 +126,11 @@ class _Parser:
         version = 1
         vnode = top.get("lazyspec")
         if vnode is not None and (not isinstance(vnode, YScalar) or type(vnode.value) is not int
-                                  or vnode.value != 1):
+                                  or vnode.value not in VERSIONS):
             self.problem("LS116", f"unsupported language version {_shown(vnode)}", vnode.loc,
-                         hint="this lazyspec reads version 1: `lazyspec: 1`")
+                         hint="this lazyspec reads versions 1 and 2: `lazyspec: 2`")
+        elif vnode is not None:
+            version = vnode.value
         name = self.text_field(top, "name")
         description = self.text_field(top, "description")
         params = self.params(top.get("params"), "params")
@@ -338,14 +345,58 @@ class _Parser:
             node.broken = True
 
     def flow_keys(self, item: YMap, node: Node) -> None:
-        """`repeat:`, `when:` and `in:`, the same in every form."""
+        """`repeat:`, `when:`, `in:`, `trainable:` and the copies' `names:` and `index:`, the
+        same in every form."""
         if (rnode := item.get("repeat")) is not None:
             node.repeat, node.repeat_loc = self.expr_value(rnode), rnode.loc
         if (wnode := item.get("when")) is not None:
             node.when, node.when_loc = self.expr_value(wnode), wnode.loc
+        if (tnode := item.get("trainable")) is not None:
+            node.trainable, node.trainable_loc = self.expr_value(tnode), tnode.loc
         if (inode := item.get("in")) is not None:
             refs = inode.items if isinstance(inode, YSeq) else [inode]
             node.inputs = [r for r in (self.ref(x) for x in refs) if r is not None]
+        self.copy_keys(item, node)
+
+    def copy_keys(self, item: YMap, node: Node) -> None:
+        """`names:` (a template for the copies' names) and `index:` (the copy index's name in
+        the op's arguments) belong to a repeated node."""
+        for key in ("names", "index"):
+            vnode = item.get(key)
+            if vnode is None:
+                continue
+            if node.repeat is None:
+                self.problem("LS114", f"`{key}:` belongs to a node with `repeat:`", vnode.loc,
+                             hint="add `repeat: n`, or remove it")
+                node.broken = True
+                continue
+            if not (isinstance(vnode, YScalar) and isinstance(vnode.value, str)):
+                self.problem("LS111", f"`{key}:` must be text", vnode.loc)
+                node.broken = True
+            elif key == "index" and self.name_ok(vnode.value, vnode.loc, "index"):
+                node.index, node.index_loc = vnode.value, vnode.loc
+            elif key == "names":
+                if node.name is None:
+                    self.problem("LS114", "`names:` names the copies of a named node", vnode.loc,
+                                 hint="name the node (`- layers: Op(...)`): its copies are "
+                                 "held under that name")
+                    node.broken = True
+                else:
+                    node.names, node.names_loc = vnode.value, vnode.loc
+                    node.names_parts = self.template(vnode)
+
+    def template(self, node: YScalar) -> list[Any]:
+        """`encoder_layer_{i}` -> ["encoder_layer_", Expr(i)]: text, and expressions in braces."""
+        parts: list[Any] = []
+        for part in re.split(r"(\{[^{}]*\})", str(node.value)):
+            if part.startswith("{") and part.endswith("}"):
+                expr = self.guard(parse_expr, self.span(node, part[1:-1]))
+                if expr is None:
+                    return []
+                parts.append(expr)
+            elif part:
+                parts.append(part)
+        return parts
 
     def op(self, op_node: YNode, item: YMap) -> Any:
         if not (isinstance(op_node, YScalar) and isinstance(op_node.value, str)):

@@ -181,6 +181,16 @@ def _defs() -> dict[str, Schema]:
         "share": _ref("name") | {"description": "Reuse the module (and parameters) of an "
                                                 "earlier named node of the same list; the node "
                                                 "has no op."},
+        "names": {"description": "How a named `repeat:` names its copies: a template whose "
+                                 "`{expr}` fields are expressions over the params and the copy "
+                                 "index `i`, e.g. `encoder_layer_{i}` or `denselayer{i + 1}`.",
+                  "type": "string", "minLength": 1},
+        "index": _ref("name") | {"description": "A name for the copy index (0, 1, ...) of a "
+                                                "`repeat:` node, usable in its op's arguments: "
+                                                "`index: k` then `Block(first=k == 0)`."},
+        "trainable": {"description": "false: every parameter the node makes is frozen "
+                                     "(requires_grad false); a boolean or an expression.",
+                      "type": ["boolean", "string"]},
     }
     _check_keys(NODE_KEYS, node_props, "a node")
 
@@ -190,7 +200,8 @@ def _defs() -> dict[str, Schema]:
         return out
 
     long_args: Schema = {"anyOf": [{"required": ["args"]}, {"required": ["kwargs"]}]}
-    op_keys = ("op", "name", "args", "kwargs", "in", "repeat", "when")
+    op_keys = ("op", "name", "args", "kwargs", "in", "repeat", "when", "names", "index",
+               "trainable")
     defs["opNode"] = {
         "description": "An unnamed node with extra keys, or the long form: `op:` holds the op, "
                        "`name:` the name, `args:`/`kwargs:` its arguments.",
@@ -201,7 +212,7 @@ def _defs() -> dict[str, Schema]:
         "if": long_args,
         "then": {"properties": {"op": _ref("opName")}},
     }
-    named_keys = ("args", "kwargs", "in", "repeat", "when")
+    named_keys = ("args", "kwargs", "in", "repeat", "when", "names", "index", "trainable")
     defs["namedNode"] = {
         "description": "A named node: `- fc: LazyLinear(10)`, with `in:`, `repeat:`, `when:` "
                        "(or `args:`/`kwargs:`) on the following lines. Exactly one key is the "
@@ -284,10 +295,11 @@ def _defs() -> dict[str, Schema]:
 
 
 def spec_schema() -> Schema:
-    """The JSON Schema (draft 2020-12) of a lazyspec spec file, language version 1."""
+    """The JSON Schema (draft 2020-12) of a lazyspec spec file, language versions 1 and 2."""
     top: dict[str, Schema] = {
-        "lazyspec": {"description": "The language version: 1 (the default).",
-                     "type": "integer", "const": 1},
+        "lazyspec": {"description": "The language version: 1 (the default) or 2 (copies made "
+                                    "by `repeat:` also receive the node's other inputs).",
+                     "type": "integer", "enum": [1, 2]},
         "name": _ref("text") | {"description": "The model's name, the report's title."},
         "description": _ref("text") | {"description": "Free text about the model."},
         "params": _ref("params"),
@@ -316,7 +328,7 @@ def spec_schema() -> Schema:
     return {
         "$schema": SCHEMA_DIALECT,
         "$id": SCHEMA_ID,
-        "title": "lazyspec spec, language version 1",
+        "title": "lazyspec spec, language versions 1 and 2",
         "description": "A YAML model spec that lazyspec compiles into a lazy PyTorch network. "
                        "This schema checks the file's structure (keys, value types, names, "
                        "node forms); `lazyspec infer` checks ops, references and expressions.",
