@@ -778,7 +778,8 @@ class _Builder:
         for i, name in enumerate(names):
             before = self.count
             info = NodeInfo(f"{prefix}{name}", call.name, call.loc, (*trail, name),
-                            len(self.nodes), NodeKind.COPY, name, block=block)
+                            len(self.nodes), NodeKind.COPY, name, named=node.names is not None,
+                            block=block)
             self.nodes.append(info)
             self.count += 1
             copy_env = _Overlay(env, {node.index: i}) if node.index else env

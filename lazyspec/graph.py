@@ -228,6 +228,11 @@ class _Builder:
                 outs = self.walk(sub, (xs + [()] * n)[:n], group.members)
                 values.append(outs[0] if len(outs) == 1 else tuple(outs))
                 continue
+            if step.tensor is not None:  # a Parameter or Buffer: a source, it reads no input
+                node = GraphNode(self.new_id(f"n_{info.path}"), "op", info.path, local, info.op)
+                members.append(node)
+                values.append(_Src(node, (), self.shapes.get(info.path)))
+                continue
             if sub is None:
                 node = GraphNode(self.new_id(f"n_{info.path}"),
                                  "block" if info.block is not None else "op",

@@ -70,6 +70,8 @@ def preview(built: Built) -> Preview:
         if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():
             probed[id(module)] = _probe(module, factories.get(id(module)))
             result.lazy_modules += 1
+    declared = {(id(m), step.tensor.name): step.tensor.shape for m in model.modules()
+                if isinstance(m, SpecModule) for step in m.steps if step.tensor is not None}
     tied = {t.target: t.source for t in built.ties}
     seen: set[int] = set()
     for path, module in model.named_modules():
@@ -78,11 +80,13 @@ def preview(built: Built) -> Preview:
                 continue  # shared or tied: listed once, under its first name
             seen.add(id(p))
             full = f"{path}.{name}" if path else name
-            if isinstance(p, nn.parameter.UninitializedParameter):
+            if (id(module), name) in declared:  # a Parameter(...) node: None waits for data
+                shape = declared[id(module), name]
+            elif isinstance(p, nn.parameter.UninitializedParameter):
                 shape = probed.get(id(module), {}).get(name, (None,))
             else:
                 shape = tuple(int(d) for d in p.shape)
-            node = built.owner_of(path)
+            node = built.owner_of(full)
             result.params.append(PreviewParam(full, node.op if node else type(module).__name__,
                                               shape, node.loc if node else None,
                                               tied.get(full)))

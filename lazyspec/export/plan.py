@@ -11,7 +11,7 @@ import inspect
 import itertools
 import keyword
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
@@ -23,6 +23,7 @@ from lazyspec.builtin_ops import BUILTIN_OPS
 from lazyspec.compile import Built, NodeKind, Pick, SpecModule, Step
 from lazyspec.result import InferResult
 from lazyspec.spec.parse import NAME_RE
+from lazyspec.tensors import TensorDecl
 
 
 class ExportError(ValueError):
@@ -42,18 +43,24 @@ class Call:
 
 @dataclass(frozen=True)
 class Node:
-    """One step of a SpecModule. kind: op, block, repeat (identical copies), share or skip."""
+    """One step of a SpecModule. kind: op, block, repeat (identical copies), share, skip or
+    tensor (a Parameter or Buffer node)."""
 
     local: str  # its name in the parent: "fc", "3", "3(repeat 0)"
     named: bool
     inputs: tuple[Pick, ...]
-    kind: Literal["op", "block", "repeat", "share", "skip"]
+    kind: Literal["op", "block", "repeat", "share", "skip", "tensor"]
     call: Call | None = None  # op; repeat of an op
     block: str | None = None  # block: its generated block; repeat of a block
     count: int = 1  # repeat: copies; skip: list indices it takes (0 for `repeat: 0`)
     share: str | None = None  # share (and a skipped share): the target's name
     skipped: str | None = None  # skip: "when: false" or "repeat: 0"
     shown_op: str = ""  # skip: the op as the spec named it
+    tensor: TensorDecl | None = None  # tensor: its declaration, every size filled in
+    copy_names: tuple[str, ...] = ()  # repeat: its copies' names (when not 0 .. n-1)
+    names: str | None = None  # repeat: the `names:` template that gave them
+    threads: int = 0  # repeat: outputs a copy passes to the next (0: language version 1)
+    frozen: bool = False  # every parameter it makes is frozen (`trainable: false`)
 
 
 @dataclass(frozen=True)
@@ -101,12 +108,15 @@ class _Planner:
         self.by_key: dict[tuple[str, str], str] = {}
 
     def body(self, module: SpecModule) -> Body:
-        return Body(tuple(module.input_names), tuple(self.node(step) for step in module.steps),
+        return Body(tuple(module.input_names),
+                    tuple(self.node(module, step) for step in module.steps),
                     tuple(_plain(p) for p in module.outputs))
 
-    def node(self, step: Step) -> Node:
+    def node(self, owner: SpecModule, step: Step) -> Node:
         info, module = step.info, step.module
         inputs = tuple(_plain(p) for p in step.inputs)
+        if step.tensor is not None:
+            return _tensor_node(owner, step, inputs)
         if info.kind is NodeKind.SKIP and info.skipped is not None:
             return Node(info.local, info.named, inputs[:1], "skip", count=info.indices,
                         skipped=info.skipped, share=info.share_target, shown_op=info.op)
@@ -114,25 +124,31 @@ class _Planner:
             raise ExportError(f"node '{info.path}' has no module: export a spec that compiles "
                               "and runs")
         if info.kind is NodeKind.SHARE:
-            owner = (info.shared_from or "").rpartition(".")[2]
-            return Node(info.local, info.named, inputs, "share", share=owner)
+            target = (info.shared_from or "").rpartition(".")[2]
+            return Node(info.local, info.named, inputs, "share", share=target)
+        frozen = _frozen(module)
         if isinstance(module, SpecModule):
             if info.kind is NodeKind.REPEAT:
-                return self.repeat(module, info.local, info.named, inputs)
+                return replace(self.repeat(module, step, inputs), frozen=frozen)
             return Node(info.local, info.named, inputs, "block",
-                        block=self.block(self.body(module), info.block or info.op))
-        return Node(info.local, info.named, inputs, "op", call=explicit_call(step))
+                        block=self.block(self.body(module), info.block or info.op),
+                        frozen=frozen)
+        return Node(info.local, info.named, inputs, "op", call=explicit_call(step),
+                    frozen=frozen)
 
-    def repeat(self, container: SpecModule, local: str, named: bool,
-               inputs: tuple[Pick, ...]) -> Node:
+    def repeat(self, container: SpecModule, step: Step, inputs: tuple[Pick, ...]) -> Node:
         """A named `repeat:`: one node with `repeat: n` when every copy is the same, else a
-        generated block holding the copies as its nodes 0 .. n-1 (same parameter names)."""
+        generated block holding the copies as its nodes (same parameter names)."""
+        local, named = step.info.local, step.info.named
         body = self.body(container)
         first = body.nodes[0]
         if all((c.kind, c.call, c.block) == (first.kind, first.call, first.block)
                for c in body.nodes):
+            names = tuple(c.local for c in body.nodes)
             return Node(local, named, inputs, "repeat", call=first.call, block=first.block,
-                        count=len(body.nodes))
+                        count=len(body.nodes),
+                        copy_names=() if names == tuple(map(str, range(len(names)))) else names,
+                        names=step.info.names, threads=_threads(container))
         base = first.block or (first.call.op if first.call else "Node")
         return Node(local, named, inputs, "block",
                     block=self.block(body, f"{base.rsplit('.', 1)[-1]}_x{len(body.nodes)}"))
@@ -154,6 +170,36 @@ class _Planner:
             if name not in self.blocks and name not in self.reserved:
                 return name
         raise AssertionError("unreachable")
+
+
+def _tensor_node(owner: SpecModule, step: Step, inputs: tuple[Pick, ...]) -> Node:
+    """A Parameter or Buffer node, with the sizes its tensor has now."""
+    decl = step.tensor
+    assert decl is not None
+    value = getattr(owner, decl.name)
+    if decl.kind == "parameter":
+        decl = replace(decl, shape=tuple(int(d) for d in value.shape),
+                       trainable=bool(value.requires_grad))
+    return Node(step.info.local, step.info.named, inputs, "tensor", tensor=decl)
+
+
+def _frozen(module: nn.Module) -> bool:
+    """Every parameter of the node's module is frozen (`trainable: false`)."""
+    params = list(module.parameters())
+    return bool(params) and not any(p.requires_grad for p in params)
+
+
+def _threads(container: SpecModule) -> int:
+    """How many values a copy of a repeat container hands the next copy besides the node's
+    other inputs: 0 when it hands on its output alone (language version 1, or one input), 1 for
+    its output in place of the first input, m for a copy that returns m values."""
+    if len(container.steps) < 2:
+        return 0
+    second = container.steps[1].inputs
+    previous = [p for p in second if p.slot == len(container.input_names)]
+    if len(previous) == 1 and previous[0].output is None:
+        return 1 if len(second) > 1 else 0
+    return len(previous)
 
 
 def _plain(p: Pick) -> Pick:

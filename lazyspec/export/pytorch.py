@@ -14,6 +14,7 @@ from lazyspec.compile import Built
 from lazyspec.export.literals import identifier, py_literal
 from lazyspec.export.plan import PY_RESERVED, SPEC_RESERVED, Body, Call, Node, header, make_plan
 from lazyspec.result import InferResult
+from lazyspec.tensors import BUFFER_SCHEMES, TensorDecl, init_code
 
 
 def _inline_ops() -> dict[str, Callable[[list[str], dict[str, Any]], str]]:
@@ -60,13 +61,24 @@ def _inline(call: Call, xs: list[str]) -> str:
     return INLINE_OPS[call.cls.__name__](xs, dict(bound.arguments))
 
 
-CHAIN = '''class Chain(nn.ModuleList):
-    """Copies applied in sequence (a named `repeat:`): the first takes every input."""
+CHAIN = '''class Chain(nn.Sequential):
+    """Copies applied in sequence (a named `repeat:`): the first takes every input; each later
+    one takes the copy before it and, with `returns` above 0 (language version 2), the other
+    inputs too; a copy that returns several values hands on all of them."""
+
+    def __init__(self, layers, returns=0):
+        super().__init__(OrderedDict(layers))
+        self.returns = returns
 
     def forward(self, *xs):
-        out = self[0](*xs)
-        for layer in self[1:]:
-            out = layer(out)
+        layers = list(self)
+        out = layers[0](*xs)
+        for layer in layers[1:]:
+            if self.returns == 0:
+                out = layer(out)
+                continue
+            head = tuple(out) if self.returns > 1 else (out,)
+            out = layer(*head, *xs[len(head):])
         return out
 '''
 
@@ -89,12 +101,13 @@ def pytorch_code(built: Built, result: InferResult, class_name: str = "Model") -
     head = [_doc(line) for line in header(built, result, "", plan.notes()).splitlines()]
     lines = ['"""' + head[0], "", *head[1:-1], head[-1] + '"""', "",
              "from __future__ import annotations", ""]
-    imports = ["import torch"]
+    imports = ["from collections import OrderedDict"] * writer.uses_chain + ["import torch"]
     if writer.uses_f:
         imports.append("import torch.nn.functional as F")
     imports += [f"import {m}" for m in sorted(writer.modules)]
     lines += [*imports, "from torch import nn", "", "", ""]
-    return "\n".join(lines) + "\n\n".join([CHAIN] * writer.uses_chain + classes)
+    helpers = [inspect.getsource(BUFFER_SCHEMES[name]) for name in sorted(writer.schemes)]
+    return "\n".join(lines) + "\n\n".join([CHAIN] * writer.uses_chain + helpers + classes)
 
 
 def _doc(text: str) -> str:
@@ -115,6 +128,11 @@ def _tie_line(target: str, source: str) -> str:
     return f"{comment}setattr({t_mod}, {t_attr!r}, {src})"
 
 
+def _attr(name: str) -> str:
+    """The expression for an attribute of `self`: `self.fc`, `getattr(self, "0")`."""
+    return f"self.{name}" if _attr_ok(name) else f'getattr(self, "{name}")'
+
+
 def _attr_ok(name: str) -> bool:
     return name.isidentifier() and not keyword.iskeyword(name)
 
@@ -124,10 +142,10 @@ class _CodeWriter:
         self.modules: set[str] = set()  # imports for classes outside torch.nn
         self.uses_f = False
         self.uses_chain = False
+        self.schemes: set[str] = set()  # buffer schemes whose source the module carries
 
     def cls(self, name: str, body: Body, doc: str, ties: list[str]) -> str:
-        built = [self.register(node) for node in body.nodes]
-        init = [line for line in built if line] + ties
+        init = [line for node in body.nodes for line in self.register(node)] + ties
         lines = [f"class {name}(nn.Module):", f'    """{_doc(doc)}"""', "",
                  "    def __init__(self) -> None:", "        super().__init__()",
                  *(f"        {line}" for line in init), "",
@@ -148,16 +166,40 @@ class _CodeWriter:
             return f"{where}({', '.join(parts)})"
         return f"{node.block}()"
 
-    def register(self, node: Node) -> str | None:
+    def register(self, node: Node) -> list[str]:
+        """The lines of __init__ that build the node's module or tensor."""
+        if node.tensor is not None:
+            return self.tensor(node.local, node.tensor)
         if node.kind in ("share", "skip") or _is_inline(node.call):
-            return None  # built-in ops are written inline in forward
+            return []  # built-in ops are written inline in forward
         value = self.build(node)
         if node.kind == "repeat":
             self.uses_chain = True
-            value = f"Chain({value} for _ in range({node.count}))"
-        if _attr_ok(node.local):
-            return f"self.{node.local} = {value}"
-        return f'self.add_module("{node.local}", {value})'
+            names = node.copy_names or tuple(str(i) for i in range(node.count))
+            value = (f"Chain(((name, {value}) for name in {py_literal(list(names))}), "
+                     f"returns={node.threads})")
+        target = _attr(node.local)
+        lines = [f"{target} = {value}" if _attr_ok(node.local)
+                 else f'self.add_module("{node.local}", {value})']
+        if node.frozen:
+            lines.append(f"{target}.requires_grad_(False)  # trainable: false")
+        return lines
+
+    def tensor(self, name: str, decl: TensorDecl) -> list[str]:
+        """A Parameter node: an nn.Parameter filled by its init; a Buffer node: its scheme's
+        value (the scheme's source is written into the module)."""
+        if decl.kind == "buffer":
+            assert decl.scheme is not None
+            self.schemes.add(decl.scheme)
+            args = ", ".join(py_literal(a) for a in decl.args)
+            persistent = "" if decl.persistent else ", persistent=False"
+            return [f"self.register_buffer({name!r}, {decl.scheme}({args}){persistent})"]
+        shape = ", ".join(str(d) for d in decl.shape)
+        grad = "" if decl.trainable else ", requires_grad=False"
+        value = f"nn.Parameter(torch.empty({shape}){grad})"
+        create = f"{_attr(name)} = {value}" if _attr_ok(name) \
+            else f"self.register_parameter({name!r}, {value})"
+        return [create, init_code(_attr(name), decl.init)]
 
     def forward(self, body: Body) -> list[str]:
         taken = set(PY_RESERVED) | {"self"}
@@ -187,10 +229,12 @@ class _CodeWriter:
             self.uses_f |= node.call.cls.__name__ == "ScaledDotProductAttention"
             out = _inline(node.call, xs)
             for _ in range(node.count - 1 if node.kind == "repeat" else 0):
-                out = _inline(node.call, [f"({out})"])
+                # a later copy takes the copy before it (version 2: and the other inputs)
+                out = _inline(node.call, [f"({out})", *(xs[1:] if node.threads else [])])
             return out
-        module = f"self.{node.local}" if _attr_ok(node.local) else f'getattr(self, "{node.local}")'
-        return f"{module}({', '.join(xs)})"
+        if node.tensor is not None:
+            return _attr(node.local)
+        return f"{_attr(node.local)}({', '.join(xs)})"
 
 
 def _fresh_var(base: str, taken: set[str]) -> str:

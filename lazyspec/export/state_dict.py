@@ -13,7 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from lazyspec.compile import SpecModule
 from lazyspec.export.init_schemes import InitScheme, parse_init
+from lazyspec.tensors import initialise
 
 
 def _weight_init(scheme: InitScheme) -> Callable[[torch.Tensor], Any]:
@@ -64,7 +66,17 @@ def init_state_dict(module: nn.Module, init: str, seed: int | None) -> dict[str,
                 apply(p)
             elif id(p) not in covered:  # no reset method: as nn.Linear would, so a seed fixes it
                 _fallback_init(leaf, p)
+        _declared_inits(module)
     return dict(module.state_dict())
+
+
+def _declared_inits(module: nn.Module) -> None:
+    """A `Parameter(...)` node's own `init=` wins over every scheme: the spec says it."""
+    for m in module.modules():
+        if isinstance(m, SpecModule):
+            for step in m.steps:
+                if step.tensor is not None and step.tensor.kind == "parameter":
+                    initialise(getattr(m, step.tensor.name), step.tensor.init)
 
 
 def _reset(module: nn.Module) -> set[int]:

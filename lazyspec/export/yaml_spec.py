@@ -24,6 +24,7 @@ from lazyspec.export.plan import (
     op_name,
 )
 from lazyspec.result import InferResult
+from lazyspec.tensors import TensorDecl
 
 
 class _Flow(list[Any]):
@@ -81,7 +82,7 @@ def explicit_spec(built: Built, result: InferResult) -> str:
     table as the lazy spec at that input."""
     plan = make_plan(built, SPEC_RESERVED | PY_RESERVED)
     spec = built.spec
-    doc: dict[str, Any] = {"lazyspec": 1}
+    doc: dict[str, Any] = {"lazyspec": spec.version}
     if spec.name is not None:
         doc["name"] = spec.name
     if spec.description is not None:
@@ -167,19 +168,15 @@ def _ref(body: Body, slot: int, index: int | None, position: int) -> str | int:
 
 def _yaml_node(body: Body, i: int, shown: Callable[[str], str]) -> Any:
     node = body.nodes[i]
-    extra: dict[str, Any] = {}
-    if node.share is not None:  # a share node, skipped or not
-        extra["share"] = node.share
-    default = (Pick(len(body.input_names) + i - 1),) if i else (Pick(0),)
-    if node.inputs != default:
-        refs = [_ref(body, p.slot, p.output, i) for p in node.inputs]
-        extra["in"] = refs[0] if len(refs) == 1 else _Flow(refs)
-    op: str | _Empty | None = None
+    extra = _yaml_keys(body, i)
+    op: str | _Empty | None
     long_form: dict[str, Any] = {}
     if node.share is not None:
         op = EMPTY
     elif node.kind == "skip":
         op = shown(node.shown_op)
+    elif node.tensor is not None:
+        op = tensor_text(node.tensor)
     elif node.call is None:  # a block, or a repeat of one
         op = node.block
     else:
@@ -187,14 +184,6 @@ def _yaml_node(body: Body, i: int, shown: Callable[[str], str]) -> Any:
         if op is None:
             long_form = {"op": node.call.op, "args": _Flow(_yaml_value(a) for a in node.call.args),
                          "kwargs": {k: _yaml_value(v) for k, v in node.call.kwargs}}
-    if node.kind == "repeat":
-        extra["repeat"] = node.count
-    elif node.skipped == "repeat: 0":
-        extra["repeat"] = 0
-    elif node.skipped == "when: false":
-        if not node.named and node.count != 1:
-            extra["repeat"] = node.count  # keeps the indices of the nodes after it
-        extra["when"] = False
     if long_form:
         name = {"name": node.local} if node.named else {}
         return {"op": long_form.pop("op"), **name, **long_form, **extra}
@@ -203,5 +192,44 @@ def _yaml_node(body: Body, i: int, shown: Callable[[str], str]) -> Any:
     if not extra:
         return op
     return extra if isinstance(op, _Empty) else {"op": op, **extra}
+
+
+def _yaml_keys(body: Body, i: int) -> dict[str, Any]:
+    """A node's keys beside its op: share, in, repeat (and its copies' names), when,
+    trainable."""
+    node = body.nodes[i]
+    extra: dict[str, Any] = {}
+    if node.share is not None:  # a share node, skipped or not
+        extra["share"] = node.share
+    default = (Pick(len(body.input_names) + i - 1),) if i else (Pick(0),)
+    if node.inputs != default:
+        refs = [_ref(body, p.slot, p.output, i) for p in node.inputs]
+        extra["in"] = refs[0] if len(refs) == 1 else _Flow(refs)
+    if node.kind == "repeat":
+        extra["repeat"] = node.count
+        if node.copy_names:
+            extra["names"] = node.names
+    elif node.skipped == "repeat: 0":
+        extra["repeat"] = 0
+    elif node.skipped == "when: false":
+        if not node.named and node.count != 1:
+            extra["repeat"] = node.count  # keeps the indices of the nodes after it
+        extra["when"] = False
+    if node.frozen:
+        extra["trainable"] = False
+    return extra
+
+
+def tensor_text(decl: TensorDecl) -> str:
+    """`Parameter(1, 1, 768, init='normal:0.02')`, `Buffer('arange', 7)`: every size written."""
+    if decl.kind == "parameter":
+        parts = [spec_literal(d) for d in decl.shape] + [f"init={spec_literal(decl.init)}"]
+        if not decl.trainable:
+            parts.append("trainable=false")
+        return f"Parameter({', '.join(parts)})"
+    parts = [spec_literal(decl.scheme), *(spec_literal(a) for a in decl.args)]
+    if not decl.persistent:
+        parts.append("persistent=false")
+    return f"Buffer({', '.join(parts)})"
 
 

@@ -18,6 +18,8 @@ TOP_LEVEL_KEYS = ("lazyspec", "name", "description", "params", "scales", "inputs
 BLOCK_KEYS = ("params", "inputs", "layers", "outputs", "description")
 NODE_KEYS = ("op", "name", "args", "kwargs", "in", "repeat", "when", "share", "names", "index",
              "trainable")
+# Keys added after version 1: a node alone named so (`- index: Embedding(...)`) keeps its name.
+LATER_NODE_KEYS = ("names", "index", "trainable")
 INPUT_KEYS = ("shape", "dtype")
 MAX_INCLUDE_DEPTH = 8
 # 1: the first language. 2: copies made by `repeat:` after the first also receive the node's
@@ -273,6 +275,8 @@ class _Parser:
         (unnamed, or the long form), and `- name:` with `share: other`."""
         node = Node(item.loc, position, None)
         extra = [(k, v) for k, v in item.items if k.value not in NODE_KEYS]
+        if not extra and item.get("op") is None and item.get("share") is None:
+            extra = [(k, v) for k, v in item.items if k.value in LATER_NODE_KEYS][:1]
         op_node = self.op_key(item, node, extra) if item.get("op") is not None \
             else self.name_key(item, node, extra)
         self.name_field(item, node, named_by_key=bool(extra))
@@ -285,7 +289,7 @@ class _Parser:
         elif len(extra) <= 1:
             node.call = self.op(op_node, item)
             node.broken = node.broken or node.call is None
-        self.flow_keys(item, node)
+        self.flow_keys(item, node, named_by=str(extra[0][0].value) if extra else None)
         return node
 
     def op_key(self, item: YMap, node: Node, extra: list[tuple[YScalar, YNode]]) -> YNode | None:
@@ -344,9 +348,11 @@ class _Parser:
             self.problem("LS133", "a `share:` node cannot repeat", share.loc)
             node.broken = True
 
-    def flow_keys(self, item: YMap, node: Node) -> None:
+    def flow_keys(self, item: YMap, node: Node, named_by: str | None = None) -> None:
         """`repeat:`, `when:`, `in:`, `trainable:` and the copies' `names:` and `index:`, the
-        same in every form."""
+        same in every form (`named_by`: a key that is the node's name, not one of these)."""
+        if named_by in LATER_NODE_KEYS:
+            item = YMap(item.loc, [(k, v) for k, v in item.items if k.value != named_by])
         if (rnode := item.get("repeat")) is not None:
             node.repeat, node.repeat_loc = self.expr_value(rnode), rnode.loc
         if (wnode := item.get("when")) is not None:
