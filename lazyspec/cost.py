@@ -16,12 +16,30 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry as _torch_registry
 from torch.utils.flop_counter import sdpa_flop
 
+
+
+def mha_flop(query: Any, key: Any, value: Any, embed_dim: int, *args: Any, out_val: Any = None,
+             **kwargs: Any) -> int:
+    """nn.MultiheadAttention's fused CPU/CUDA kernel (its fast path in eval mode, batch first):
+    the in-projections of q, k and v, q @ k^T, the weights @ v, and the out-projection, as the
+    same layer counts on meta, where it decomposes into those matrix products."""
+    e = int(embed_dim)
+    lq, lk = int(query.shape[-2]), int(key.shape[-2])
+    batch = query.numel() // (lq * e) if lq * e else 0
+    projections = 2 * batch * (lq + 2 * lk) * e * e + 2 * batch * lq * e * e
+    attention = 2 * 2 * batch * lq * lk * e
+    return projections + attention
+
+
 # torch's formulas, plus kernels it does not list whose FLOPs follow a listed formula: the CPU's
-# fused attention counts as attention does on meta (where it decomposes into two bmm).
+# fused attention counts as attention does on meta (where it decomposes into two bmm), and so
+# does nn.MultiheadAttention's fused kernel.
 flop_registry = dict(_torch_registry)
 for _name in ("_scaled_dot_product_flash_attention_for_cpu",):
     if hasattr(torch.ops.aten, _name):
         flop_registry[getattr(torch.ops.aten, _name)] = sdpa_flop
+if hasattr(torch.ops.aten, "_native_multi_head_attention"):
+    flop_registry[torch.ops.aten._native_multi_head_attention] = mha_flop
 
 # Ops that are not pointwise/reduction/view by tag but still cost no multiply-accumulates.
 FREE_OPS = frozenset({

@@ -37,10 +37,10 @@ def _param_records(built: Built) -> list[ParamRecord]:
         if n.shared_from:
             shared_by.setdefault(n.shared_from, []).append(n.path)
     first_name: dict[int, str] = {}
-    tied: dict[str, str] = {}
+    tied: dict[str, list[str]] = {}  # first name -> every other name of the same tensor
     for name, p in model.named_parameters(remove_duplicate=False):
         if id(p) in first_name:
-            tied[first_name[id(p)]] = name
+            tied.setdefault(first_name[id(p)], []).append(name)
         else:
             first_name[id(p)] = name
     params: list[ParamRecord] = []
@@ -56,7 +56,7 @@ def _param_records(built: Built) -> list[ParamRecord]:
         if sharers:
             marks.append("shared by " + ", ".join(sharers))
         if name in tied:
-            marks.append(f"tied to {tied[name]}")
+            marks.append(f"tied to {', '.join(tied[name])}")
         params.append(ParamRecord(
             path=name, op=node.op if node else type(module).__name__,
             module_type=module_type, shape=tuple(p.shape), count=count,

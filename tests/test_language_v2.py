@@ -307,3 +307,27 @@ def test_a_node_named_like_a_new_key_keeps_its_name(write_spec) -> None:
 def test_spec_errors_in_v2_keys_are_spec_errors(write_spec) -> None:
     with pytest.raises(SpecError, match="belongs to a node with `repeat:`"):
         run(write_spec("layers:\n  - x: ReLU\n    names: a{i}\n"), "2,3")
+
+
+# --- small things --------------------------------------------------------------------------------
+
+
+def test_the_tie_marker_names_every_partner(write_spec) -> None:
+    spec = write_spec("layers:\n  - a: Embedding(10, 4)\n  - b: Embedding(10, 4)\n    in: input\n"
+                      "  - c: Linear(4, 10, bias=false)\n"
+                      "tie:\n  - [b.weight, a.weight]\n  - [c.weight, a.weight]\n")
+    outcome = run(spec, "2,3:int64")
+    assert outcome.result is not None
+    (row,) = outcome.result.params[:1]
+    assert (row.path, row.shared) == ("a.weight", "tied to b.weight, c.weight")
+    assert outcome.result.totals.params == 40
+
+
+@pytest.mark.parametrize("inputs", ["[q, q, q]", "[q, k, k]"])  # self-attention: fused on CPU
+def test_multihead_attention_flops_are_the_same_on_meta_and_cpu(write_spec, inputs) -> None:
+    spec = write_spec("inputs: {q: [2, 10, 64], k: [2, 7, 64]}\nlayers:\n"
+                      f"  - a: MultiheadAttention(64, 4, batch_first=true)\n    in: {inputs}\n"
+                      "  - op: Add\n    in: [a.0, k]\n    when: false\n")
+    meta, cpu = run(spec).result, run(spec, device="cpu").result
+    assert meta is not None and cpu is not None
+    assert cpu.totals.unknown_ops == [] and cpu.totals.flops == meta.totals.flops > 0

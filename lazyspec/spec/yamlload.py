@@ -6,6 +6,7 @@ depth. Each node keeps its 1-based line and column so every later error can poin
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,13 +160,29 @@ def _yaml_diag(e: yaml.MarkedYAMLError, path: str, text: str) -> Diagnostic:
     mark = e.problem_mark or e.context_mark
     message = str(e.problem or e.context or "invalid YAML").strip()
     hint = None
-    if "mapping values are not allowed" in message:
-        hint = "quote the value, or put a space after ':' only where a key ends"
     loc = _loc(path, mark)
     lines = text.splitlines()
+    if "mapping values are not allowed" in message:
+        hint = _node_keys_hint(lines, loc.line) or \
+            "quote the value, or put a space after ':' only where a key ends"
     if lines and loc.line > len(lines):  # at the end of the file: point after the last line
         loc = Location(path, len(lines), len(lines[-1]) + 1)
     return Diagnostic("LS101", f"YAML syntax error: {message}", loc, hint=hint)
+
+
+def _node_keys_hint(lines: list[str], line: int) -> str | None:
+    """`- Flatten(1)` with `in:` on the next line: an op string cannot take keys; show the
+    mapping form of that node."""
+    if not 1 < line <= len(lines):
+        return None
+    item = re.match(r"^(\s*)-\s+([^:#]+?)\s*(#.*)?$", lines[line - 2])
+    key = re.match(r"^(\s*)([A-Za-z_]\w*)\s*:", lines[line - 1])
+    if not item or not key or len(key.group(1)) <= len(item.group(1)):
+        return None
+    op = item.group(2)
+    return (f"`- {op}` is an op string, so it cannot take `{key.group(2)}:`; give the node "
+            f"its keys as a mapping: `- op: {op}` (or name it: `- name: {op}`), with "
+            f"`{key.group(2)}:` under it")
 
 
 def _convert(node: yaml.Node, path: str, lines: list[str], problems: list[Diagnostic]) -> YNode:
