@@ -17,7 +17,6 @@ from torch.utils.flop_counter import flop_registry as _torch_registry
 from torch.utils.flop_counter import sdpa_flop
 
 
-
 def mha_flop(query: Any, key: Any, value: Any, embed_dim: int, *args: Any, out_val: Any = None,
              **kwargs: Any) -> int:
     """nn.MultiheadAttention's fused CPU/CUDA kernel (its fast path in eval mode, batch first):
