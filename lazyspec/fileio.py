@@ -233,8 +233,10 @@ def _mode(path: Path) -> int:
 
 
 def _cannot(path: Path, what: str, e: OSError) -> UsageError:
+    hint = ("the disk (or device) is full" if e.errno == errno.ENOSPC
+            else "check that the folder exists and is writable")
     return UsageError([Diagnostic("LS100", f"cannot write the {what} {path}: {e.strerror or e}",
-                                  hint="check that the folder exists and is writable")])
+                                  hint=hint)])
 
 
 # --- the OS lock for a read-merge-write -----------------------------------------------------------

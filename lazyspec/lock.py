@@ -319,6 +319,8 @@ def _marker(line: str) -> str | None:
 
 def conflict_markers(text: str) -> list[int]:
     """Line numbers (1-based) of git merge-conflict markers."""
+    if not any(m in text for m in _MARKERS):  # the usual case, without a loop over the lines
+        return []
     return [n for n, line in enumerate(text.splitlines(), 1) if _marker(line)]
 
 
