@@ -233,3 +233,22 @@ def _snapshot(folder: Path) -> dict[str, object]:
         else:
             out[name] = stat.S_IFMT(mode)
     return out
+
+
+def test_diagnostics_show_source_lines_only_from_bounded_regular_files(tmp_path: Path) -> None:
+    """A diagnostic located in a lock file or pyproject.toml shows its line: read like any
+    other file (a FIFO would block, a link to /dev/zero would never end, 1 GB would be read)."""
+    from conftest import hang_guard
+
+    from lazyspec.report import diagnostics
+
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "zero").symlink_to("/dev/zero")
+    big("large", diagnostics.SOURCE_LIMIT + 1)(tmp_path)
+    (tmp_path / "small").write_text("version: 1\n", encoding="utf-8")
+    lines = diagnostics.source_reader()
+    with hang_guard("source lines of a FIFO"):
+        assert lines(str(tmp_path / "pipe")) is None
+    assert lines(str(tmp_path / "zero")) is None
+    assert lines(str(tmp_path / "large")) is None
+    assert lines(str(tmp_path / "small")) == ["version: 1"]
