@@ -91,7 +91,7 @@ def _bad(path: Path, message: str, hint: str = _REGENERATE, line: int = 1) -> Us
 # --- reading ---------------------------------------------------------------------------------
 #
 # A lock file can come from a pull request too, so reading it is bounded. Text exactly as
-# `render` writes it is read by a linear line reader (a 16 MB lock in 2-3 s on 2 cores; this
+# `render` writes it is read by a linear line reader (a 16 MB lock in about 2 s on 2 cores; this
 # repository's lock, with LLaMA-2 70B and 1,000 synthetic blocks, is 189 KB, and a project of a
 # hundred such specs stays far below the cap). Any other text (hand-edited, reordered) goes
 # through the strict located YAML reader used for specs, which is pure Python (about 4 s per MB
