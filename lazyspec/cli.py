@@ -170,9 +170,10 @@ class Output:
             write(sys.stdout, text)
         summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
         if self.format == "github" and summary_path and summary_markdown:
+            from lazyspec.fileio import append_text
+
             try:
-                with open(summary_path, "a", encoding="utf-8") as f:
-                    f.write(summary_markdown + "\n")
+                append_text(Path(summary_path), summary_markdown + "\n")
             except OSError as e:
                 raise usage_error(f"cannot append to $GITHUB_STEP_SUMMARY ({summary_path}): "
                                   f"{e.strerror or e}") from None
@@ -210,7 +211,7 @@ def _budgets(expect: str | None, max_params: str | None, max_bytes: str | None) 
 def _config(explicit: Path | None) -> Any:
     from lazyspec.config import load_config
 
-    if explicit is not None and not explicit.is_file():
+    if explicit is not None and not explicit.exists():  # other kinds: load_config says which
         raise usage_error(f"--config {explicit}: no such file")
     return load_config(explicit=explicit)
 
@@ -430,7 +431,8 @@ def schema() -> None:
 
 def _gate(paths: list[Path] | None, update: bool, lock: Path | None, input: list[str] | None,
           device: str, dtype: str, set_: list[str] | None, scale: str | None,
-          allow: list[str] | None, out: Output, budgets: Any, config: Path | None) -> None:
+          allow: list[str] | None, out: Output, budgets: Any, config: Path | None,
+          force: bool = False) -> None:
     from lazyspec.inputs import param_dtype as checked_param_dtype
     from lazyspec.inputs import parse_input
     from lazyspec.options import check_device
@@ -449,7 +451,7 @@ def _gate(paths: list[Path] | None, update: bool, lock: Path | None, input: list
                                inputs=tuple(input or ()), scale=scale,
                                sets=tuple(sorted(sets.items())), budgets=budgets)
     result = gate.run_all(list(paths or []), settings, options, update=update,
-                          lock_path=lock or settings.lock)
+                          lock_path=lock or settings.lock, force=force)
     for o in result.outcomes:
         _show_diagnostics(o.diagnostics, o.ran, o.sources)
     out.report("gate", result)
@@ -494,12 +496,15 @@ def lock_(
     format: FormatOpt = "table",
     output_file: OutputFileOpt = None,
     config: ConfigOpt = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace the lock file even when it cannot be read (a damaged lock, a "
+        "merge conflict, another file): entries of specs not in this run are dropped.")] = False,
 ) -> None:
     """Write or refresh the lock file (atomically) from dry runs of the specs."""
     from lazyspec.config import Budgets
 
     _gate(paths, True, lock, input, device, dtype, set_, scale, allow,
-          Output(format, output_file), Budgets(), config)
+          Output(format, output_file), Budgets(), config, force)
 
 
 # --- running --------------------------------------------------------------------------------

@@ -32,6 +32,10 @@ from lazyspec.options import is_plain_value
 TOP_KEYS = ("specs", "lock", "allow", "max-params", "max-bytes", "run")
 RUN_KEYS = ("spec", "inputs", "expect-output", "max-params", "max-bytes", "scale", "set")
 DEFAULT_LOCK = "lazyspec.lock"
+# Limits on what a pull request's pyproject.toml or lock file can make a gate do (exit 2 over them):
+MAX_PYPROJECT_BYTES = 1_000_000  # as for a spec file
+MAX_RUN_INPUTS = 32  # input strings in one run: a [[tool.lazyspec.run]] or a lock entry
+MAX_RUNS_PER_SPEC = 64  # runs of one spec: [[tool.lazyspec.run]] tables, or its lock entries
 
 
 @dataclass(frozen=True)
@@ -117,10 +121,13 @@ def load_config(start: Path | None = None, explicit: Path | None = None) -> Conf
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
+    from lazyspec.fileio import read_capped
+
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_capped(path, MAX_PYPROJECT_BYTES).decode("utf-8"))
     except (OSError, UnicodeDecodeError) as e:
-        raise _config_error(path, f"cannot read {path}: {e}") from None
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise _config_error(path, f"cannot read {path}: {reason}") from None
     except tomllib.TOMLDecodeError as e:
         raise _config_error(path, f"invalid TOML: {e}") from None
     tool = data.get("tool", {})
@@ -183,28 +190,41 @@ def _parse(table: Any, path: Path) -> Config:
     runs = table.get("run", [])
     if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
         raise _config_error(path, "[[tool.lazyspec.run]] entries must be tables")
-    for i, run in enumerate(runs):
-        where = f"[[tool.lazyspec.run]] #{i + 1}"
-        _check_keys(run, RUN_KEYS, where, path)
-        if "spec" not in run or not isinstance(run["spec"], str):
-            raise _config_error(path, f"{where} needs `spec = \"path/to/spec.yaml\"`")
-        sets = run.get("set", {})
-        if not isinstance(sets, dict):
-            raise _config_error(path, f"{where} `set` must be a table of param values")
-        scale = run.get("scale")
-        if scale is not None and not isinstance(scale, str):
-            raise _config_error(path, f"{where} `scale` must be a string")
-        spec = (root / str(run["spec"]).replace("\\", "/")).resolve()
-        if not spec.is_file():
-            raise _config_error(path, f"{where}: spec '{run['spec']}' does not exist",
-                                "paths are relative to this pyproject.toml")
-        if not all(is_plain_value(v) for v in sets.values()):
-            raise _config_error(path, f"{where}: `set` values must be numbers, strings, "
-                                "booleans or lists of them")
-        config.runs.append(RunConfig(
-            spec=spec,
-            inputs=tuple(_input(i, where, path)
-                         for i in _strings(run.get("inputs", []), "inputs", path)),
-            scale=scale, sets=tuple(sorted(sets.items())),
-            budgets=_budgets(run, path, where)))
+    config.runs = [_run(run, f"[[tool.lazyspec.run]] #{i + 1}", path) for i, run in
+                   enumerate(runs)]
+    per_spec: dict[Path, int] = {}
+    for i, run_config in enumerate(config.runs):
+        per_spec[run_config.spec] = per_spec.get(run_config.spec, 0) + 1
+        if per_spec[run_config.spec] > MAX_RUNS_PER_SPEC:
+            raise _config_error(path, f"[[tool.lazyspec.run]] #{i + 1}: more than "
+                                f"{MAX_RUNS_PER_SPEC} runs of '{runs[i]['spec']}' (limit)",
+                                "each run is a dry run of the model")
     return config
+
+
+def _run(run: dict[str, Any], where: str, path: Path) -> RunConfig:
+    """One [[tool.lazyspec.run]] table."""
+    _check_keys(run, RUN_KEYS, where, path)
+    if "spec" not in run or not isinstance(run["spec"], str):
+        raise _config_error(path, f"{where} needs `spec = \"path/to/spec.yaml\"`")
+    sets = run.get("set", {})
+    if not isinstance(sets, dict):
+        raise _config_error(path, f"{where} `set` must be a table of param values")
+    scale = run.get("scale")
+    if scale is not None and not isinstance(scale, str):
+        raise _config_error(path, f"{where} `scale` must be a string")
+    spec = (path.parent / str(run["spec"]).replace("\\", "/")).resolve()
+    if not spec.is_file():
+        raise _config_error(path, f"{where}: spec '{run['spec']}' does not exist",
+                            "paths are relative to this pyproject.toml")
+    if not all(is_plain_value(v) for v in sets.values()):
+        raise _config_error(path, f"{where}: `set` values must be numbers, strings, "
+                            "booleans or lists of them")
+    inputs = _strings(run.get("inputs", []), "inputs", path)
+    if len(inputs) > MAX_RUN_INPUTS:  # each set of inputs past the first is another dry run
+        raise _config_error(path, f"{where}: {len(inputs):,} input strings, more than "
+                            f"{MAX_RUN_INPUTS} (limit)", "one string per model input; "
+                            "give other input sets their own [[tool.lazyspec.run]]")
+    return RunConfig(spec=spec, inputs=tuple(_input(i, where, path) for i in inputs),
+                     scale=scale, sets=tuple(sorted(sets.items())),
+                     budgets=_budgets(run, path, where))

@@ -91,10 +91,13 @@ def discover(paths: Sequence[Path]) -> list[Path]:
 
 
 def _has_layers(path: Path) -> bool:
+    from lazyspec.fileio import read_capped
+    from lazyspec.spec.yamlload import MAX_FILE_BYTES
+
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_capped(path, MAX_FILE_BYTES).decode("utf-8")
     except (OSError, UnicodeDecodeError):
-        return True  # let the run report it
+        return True  # let the run report it (too large, unreadable)
     return any(line.startswith("layers:") for line in text.splitlines())
 
 
@@ -172,36 +175,44 @@ def run_one(spec: Path, run: RunConfig, key_root: Path, options: GateOptions,
 
 
 def run_all(paths: Sequence[Path], config: Config, options: GateOptions, *, update: bool,
-            lock_path: Path) -> GateReport:
-    """Run every spec, compare with the lock; with `update`, rewrite the lock atomically."""
+            lock_path: Path, force: bool = False) -> GateReport:
+    """Run every spec, compare with the lock; with `update`, merge this run's entries into the
+    lock file under an OS lock and rewrite it atomically."""
     specs = discover(list(paths) or config.specs)
     if not specs:
         raise UsageError([Diagnostic("LS301", "no specs to check",
                                      hint="name spec files or folders, or set `specs` under "
                                      "[tool.lazyspec]")])
     key_root = lock_path.parent
+    scope = [spec_key(p, key_root) for p in (list(paths) or config.specs)]
     report = GateReport(_shown(lock_path), [], command="lock" if update else "check")
-    try:
+    if update:  # refused before any work: a file that is not a lock, an unresolvable conflict
+        state = lockfile.read_for_update(lock_path, force)
+        _refuse_conflicts(state, scope, key_root, lock_path, force)
+        locked = state.entries
+    else:
         locked = lockfile.read(lock_path)
-    except UsageError as e:
-        if not update:
-            raise
-        # `lock` is how a broken lock file (a merge conflict, say) gets fixed: start afresh.
-        locked = []
-        report.notes.append(f"the old lock file could not be read and is replaced: "
-                            f"{e.diagnostics[0].message}")
     for spec, run in plan(specs, config, options, locked):
         report.outcomes.append(run_one(spec, run, key_root, options, config))
+    if update:
+        _update_lock(lock_path, report, scope, key_root, force, state)
+        return report
+    report.unused = _compare(report, locked, scope, key_root)
+    return report
+
+
+def _compare(report: GateReport, locked: list[lockfile.LockEntry], scope: list[str],
+             key_root: Path) -> list[lockfile.LockEntry]:
+    """Each run's lock status against `locked`; returns the entries in scope no run produced."""
     by_ident = {e.ident: e for e in locked}
-    seen: set[tuple[str, str]] = set()
+    seen = {(o.spec_key, o.key) for o in report.outcomes}
     for o in report.outcomes:
-        seen.add((o.spec_key, o.key))
         new = o.entry()
         if new is None:
             o.lock_status = "not-checked"
             continue
         old = by_ident.get(new.ident)
-        if update:
+        if report.command == "lock":
             o.lock_status = "updated" if old is None or lockfile.diff(old, new) else "ok"
         elif old is None:
             o.lock_status = "missing"
@@ -209,13 +220,22 @@ def run_all(paths: Sequence[Path], config: Config, options: GateOptions, *, upda
         else:
             o.drift = lockfile.diff(old, new)
             o.lock_status = "changed" if o.drift else "ok"
-    scope = [spec_key(p, key_root) for p in (list(paths) or config.specs)]
-    stale = [e for e in locked if e.ident not in seen and _in_scope(e.spec, scope, key_root)]
-    if update:
-        report.wrote_lock = _update_lock(lock_path, locked, report, stale)
-    else:
-        report.unused = stale
-    return report
+    return [e for e in locked if e.ident not in seen and _in_scope(e.spec, scope, key_root)]
+
+
+def _refuse_conflicts(state: lockfile.LockState, scope: list[str], key_root: Path,
+                      lock_path: Path, force: bool) -> None:
+    """A merge conflict in the entries of a spec this run does not lock cannot be resolved by
+    it: refuse (exit 2) rather than keep one side or drop both, unless --force."""
+    outside = sorted(s for s in state.conflicted if not _in_scope(s, scope, key_root))
+    if not outside or force:
+        return
+    raise UsageError([Diagnostic(
+        "LS305", f"lock file {_shown(lock_path)}: merge conflict at "
+        f"{lockfile.describe_lines(state.markers)} in the entries of {', '.join(outside)}, "
+        "which this run does not lock", Location(str(_shown(lock_path)), state.markers[0], 1),
+        hint="lock them in the same run (add them to the paths, or run `lazyspec lock` over "
+        "every spec), or pass --force to drop their entries")])
 
 
 def _in_scope(entry_spec: str, scope: list[str], key_root: Path) -> bool:
@@ -237,17 +257,36 @@ def _shown(path: Path) -> Path:
         return path
 
 
-def _update_lock(path: Path, locked: list[lockfile.LockEntry], report: GateReport,
-                 stale: list[lockfile.LockEntry]) -> bool:
-    """Keep entries of specs not run this time; replace those that were; drop stale ones."""
-    if any(o.exit_code for o in report.outcomes):
-        return False  # never write a lock from a failing run (spec error or budget)
-    checked = {o.spec_key for o in report.outcomes}
-    dropped = {e.ident for e in stale}
-    kept = [e for e in locked if e.spec not in checked and e.ident not in dropped]
-    fresh = [e for e in (o.entry() for o in report.outcomes) if e is not None]
-    lockfile.write(path, kept + fresh)
-    return True
+def _update_lock(path: Path, report: GateReport, scope: list[str], key_root: Path,
+                 force: bool, planned: lockfile.LockState) -> None:
+    """Merge this run's entries into the lock file: keep the entries of specs not run this time,
+    replace those that were, drop stale ones. The lock file is re-read under an OS lock and
+    written before it is released, so a concurrent `lock` on other specs loses nothing."""
+    from lazyspec.fileio import exclusive
+
+    if any(o.exit_code for o in report.outcomes):  # never write from a failing run
+        _compare(report, planned.entries, scope, key_root)
+        for o in report.outcomes:
+            if o.lock_status == "updated":
+                o.lock_status = "not-written"
+        failed = sum(o.exit_code != 0 for o in report.outcomes)
+        report.notes.append(f"nothing written: {failed} run(s) failed")
+        return
+    with exclusive(path, "lock file"):
+        state = lockfile.read_for_update(path, force)  # what is there now, after other runs
+        _refuse_conflicts(state, scope, key_root, path, force)
+        stale = {e.ident for e in _compare(report, state.entries, scope, key_root)}
+        checked = {o.spec_key for o in report.outcomes}
+        kept = [e for e in state.entries if e.spec not in checked and e.ident not in stale]
+        dropped = sorted({e.spec for e in kept if e.spec in state.conflicted})
+        if dropped:  # only with --force: a conflict no run resolved keeps neither side
+            kept = [e for e in kept if e.spec not in state.conflicted]
+            state.notes.append(f"--force: the conflicting entries of {', '.join(dropped)} "
+                               "are dropped")
+        fresh = [e for e in (o.entry() for o in report.outcomes) if e is not None]
+        lockfile.write(path, kept + fresh)
+    report.wrote_lock = True
+    report.notes.extend(state.notes)
 
 
 __all__ = ["GateOptions", "GateReport", "RunOutcome", "run_all"]

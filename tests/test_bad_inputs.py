@@ -13,6 +13,7 @@ The invalid specs themselves are the other catalogue, tests/cases/invalid/*.yaml
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -362,6 +363,14 @@ def test_the_catalogues_hold_more_than_60_cases() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case: Bad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                    capsys: pytest.CaptureFixture[str]) -> None:
+    run_case(case, tmp_path, monkeypatch, capsys)
+
+
+def run_case(case: Bad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+             capsys: pytest.CaptureFixture[str],
+             prepare: Callable[[Path], object] | None = None) -> None:
+    """Write the case's files into tmp_path (then `prepare(tmp_path)`: links, devices), run it
+    in-process there and check exit code, diagnostic code and text (other catalogues use it)."""
     for name, content in case.files.items():
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -369,6 +378,8 @@ def test_bad_input(case: Bad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
             path.write_bytes(content)
         else:
             path.write_text(content, encoding="utf-8")
+    if prepare is not None:
+        prepare(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")

@@ -343,11 +343,15 @@ def test_scale_on_check_keeps_the_configured_inputs(cli, project):
     assert "input=2,20 scale=small" in (project / "lazyspec.lock").read_text()
 
 
-def test_lock_replaces_a_lock_file_it_cannot_read(cli, project):
-    (project / "lazyspec.lock").write_text("<<<<<<< HEAD\nversion: 1\n=======\n")
+def test_lock_replaces_a_lock_file_it_cannot_read_only_with_force(cli, project):
+    broken = "<<<<<<< HEAD\nversion: 1\n=======\n"
+    (project / "lazyspec.lock").write_text(broken)
     assert cli("check").code == 2
     r = cli("lock")
-    assert r.code == 0 and "could not be read and is replaced" in r.stdout
+    assert r.code == 2 and "merge conflict at lines 1, 3, with markers out of order" in r.stderr
+    assert (project / "lazyspec.lock").read_text() == broken
+    r = cli("lock", "--force")
+    assert r.code == 0 and "--force: the old lock file's entries are dropped" in r.stdout
     assert cli("check").code == 0
 
 

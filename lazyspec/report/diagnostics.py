@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from lazyspec.errors import Diagnostic
 
 SourceLines = Callable[[str], list[str] | None]
+SOURCE_LIMIT = 16_000_000  # a file larger than this is not shown (as large as a lock may be)
 
 
 def source_reader(known: Mapping[str, str] | None = None) -> SourceLines:
@@ -15,9 +16,12 @@ def source_reader(known: Mapping[str, str] | None = None) -> SourceLines:
 
     def lines(path: str) -> list[str] | None:
         if path not in cache:
-            try:
-                with open(path, encoding="utf-8") as f:
-                    cache[path] = f.read().splitlines()
+            from pathlib import Path
+
+            from lazyspec.fileio import read_capped
+
+            try:  # a lock file or pyproject.toml can be large, or a link to /dev/zero
+                cache[path] = read_capped(Path(path), SOURCE_LIMIT).decode("utf-8").splitlines()
             except (OSError, UnicodeDecodeError):
                 cache[path] = None
         return cache[path]

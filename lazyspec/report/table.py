@@ -116,8 +116,8 @@ def render_gate(report: GateReport) -> RenderableType:
     for o in report.outcomes:
         r = o.result
         status = o.status.upper() if o.status != "ok" else "ok"
-        if o.lock_status in ("changed", "missing", "updated"):
-            status += f" ({o.lock_status})"
+        if o.lock_status in ("changed", "missing", "updated", "not-written"):
+            status += f" ({o.lock_status.replace('-', ' ')})"
         cells = (status, o.spec_key, o.key, f"{r.totals.params:,}" if r else "",
                  ", ".join(format_shape(x) for x in r.outputs) if r else "")
         table.add_row(*(Text(cell) for cell in cells))

@@ -466,13 +466,12 @@ def _shown(node: YNode) -> str:
 
 def read_text(path: Path) -> str:
     """Read a spec file; raises OSError / UnicodeDecodeError for the caller to report."""
-    if not path.is_file():  # a FIFO would hang, /dev/zero would never end
-        raise OSError(21 if path.is_dir() else 22,
-                      "is a folder" if path.is_dir() else "not a regular file", str(path))
-    with path.open("rb") as f:
-        data = f.read(MAX_FILE_BYTES + 1)  # never more than the limit, whatever st_size says
-    if len(data) > MAX_FILE_BYTES:
-        raise SpecError([_too_large(str(path))])
+    from lazyspec.fileio import FileTooLarge, read_capped
+
+    try:  # a regular file only: a FIFO would hang, /dev/zero would never end
+        data = read_capped(path, MAX_FILE_BYTES)
+    except FileTooLarge:
+        raise SpecError([_too_large(str(path))]) from None
     return data.decode("utf-8")
 
 
