@@ -55,7 +55,7 @@ class RunOutcome:
             spec=self.spec_key, key=self.key, inputs=list(self.run.inputs),
             outputs=[as_lists(o) for o in r.outputs], total=r.totals.params,
             params={p.path: list(p.shape) for p in r.params},
-            scale=self.run.scale, sets=dict(self.run.sets))
+            scale=self.run.scale, sets=dict(self.run.sets), trainable=r.totals.trainable)
 
 
 @dataclass

@@ -29,6 +29,7 @@ class LockEntry:
     params: dict[str, list[int]] = field(default_factory=dict)  # in model order
     scale: str | None = None
     sets: dict[str, Any] = field(default_factory=dict)
+    trainable: int | None = None  # written only when some parameters are frozen
 
     @property
     def ident(self) -> tuple[str, str]:
@@ -71,6 +72,8 @@ def render(entries: list[LockEntry]) -> str:
                 out.append(f"      set: {json.dumps(e.sets, sort_keys=True)}\n")
             out.append(f"      outputs: {json.dumps(as_lists(e.outputs))}\n")
             out.append(f"      total: {e.total}\n")
+            if e.trainable is not None and e.trainable != e.total:
+                out.append(f"      trainable: {e.trainable}\n")
             if e.params:
                 out.append("      params:\n")
                 out.extend(f"        {_string(name)}: [{', '.join(map(str, shape))}]\n"
@@ -236,6 +239,9 @@ def _entry(spec: str, key: str, item: Any) -> LockEntry:
         raise TypeError(f"{spec} [{key}]: `outputs` must be a list of shapes")
     if not isinstance(total, int) or isinstance(total, bool):
         raise TypeError(f"{spec} [{key}]: `total` must be a whole number")
+    trainable = item.get("trainable", total)
+    if not isinstance(trainable, int) or isinstance(trainable, bool):
+        raise TypeError(f"{spec} [{key}]: `trainable` must be a whole number")
     if scale is not None and not isinstance(scale, str):
         raise TypeError(f"{spec} [{key}]: `scale` must be a name")
     if not isinstance(sets, dict) or not all(isinstance(k, str) for k in sets):
@@ -248,7 +254,7 @@ def _entry(spec: str, key: str, item: Any) -> LockEntry:
     return LockEntry(
         spec=spec, key=key, inputs=[str(i) for i in inputs],
         outputs=outputs, total=total, params={str(k): list(v) for k, v in params.items()},
-        scale=scale, sets=dict(sets))
+        scale=scale, sets=dict(sets), trainable=trainable)
 
 
 # --- reading for `lock`, which merges into what the file holds --------------------------------
@@ -401,6 +407,10 @@ def diff(old: LockEntry, new: LockEntry) -> list[str]:
             lines.append(f"- {name} {json_shape(shape)}")
     if old.total != new.total:
         lines.append(f"total {old.total:,} -> {new.total:,} parameters")
+    old_trainable = old.total if old.trainable is None else old.trainable
+    new_trainable = new.total if new.trainable is None else new.trainable
+    if old_trainable != new_trainable:
+        lines.append(f"trainable {old_trainable:,} -> {new_trainable:,} parameters")
     return lines
 
 

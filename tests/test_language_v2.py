@@ -331,3 +331,16 @@ def test_multihead_attention_flops_are_the_same_on_meta_and_cpu(write_spec, inpu
     meta, cpu = run(spec).result, run(spec, device="cpu").result
     assert meta is not None and cpu is not None
     assert cpu.totals.unknown_ops == [] and cpu.totals.flops == meta.totals.flops > 0
+
+
+def test_the_lock_records_frozen_parameters_and_check_sees_a_change(cli, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "m.yaml"
+    spec.write_text("layers:\n  - fc: LazyLinear(4)\n    trainable: false\n  - LazyLinear(2)\n")
+    assert cli("lock", "m.yaml", "--input", "2,3", "--lock", "l.lock").code == 0
+    assert "      total: 26\n      trainable: 10\n" in (tmp_path / "l.lock").read_text()
+    assert cli("check", "m.yaml", "--lock", "l.lock").code == 0
+    spec.write_text("layers:\n  - fc: LazyLinear(4)\n  - LazyLinear(2)\n")
+    r = cli("check", "m.yaml", "--lock", "l.lock")
+    assert r.code == 1 and "trainable 10 -> 26 parameters" in r.stdout
