@@ -18,12 +18,14 @@ import torch
 from torch import nn
 
 from lazyspec import ops
+from lazyspec.checks import DeclaredInput, check_block_inputs
 from lazyspec.errors import (
     AlreadyReported,
     Diagnostic,
     Location,
     SpecError,
     UsageError,
+    dedupe,
     did_you_mean,
     shown,
     usage_error,
@@ -164,6 +166,8 @@ class SpecModule(nn.Module):
         self.steps: list[Step] = []
         self.outputs: list[Pick] = []
         self.tracer: StepTracer | None = None  # set by trace.tracing() during a traced pass
+        self.block_name: str | None = None  # the spec block it compiles, if any
+        self.declared_inputs: list[DeclaredInput] = []  # that block's declared input shapes
 
     def gather(self, values: list[Any], step: Step) -> list[Any]:
         return [pick(values, p) for p in step.inputs]
@@ -172,6 +176,8 @@ class SpecModule(nn.Module):
         if len(args) != len(self.input_names):
             raise TypeError(f"expects {len(self.input_names)} input(s) "
                             f"({', '.join(self.input_names)}), got {len(args)}")
+        if self.declared_inputs and self.block_name is not None:
+            check_block_inputs(self.block_name, self.declared_inputs, args)
         values = list(args)
         for step in self.steps:
             if self.tracer is not None:
@@ -184,10 +190,10 @@ class SpecModule(nn.Module):
     def run_step(self, step: Step, xs: list[Any]) -> Any:
         """What one step does with its inputs."""
         if step.tensor is not None:
-            return self.tensor(step.tensor, xs)
+            return self.tensor_value(step.tensor, xs)
         return xs[0] if step.module is None else step.module(*xs)
 
-    def tensor(self, decl: TensorDecl, xs: list[Any]) -> torch.Tensor:
+    def tensor_value(self, decl: TensorDecl, xs: list[Any]) -> torch.Tensor:
         """A tensor node's value: the parameter or buffer this module holds under the node's
         name; a parameter with sizes from its input takes them on the first pass."""
         value = getattr(self, decl.name)
@@ -212,6 +218,7 @@ class Built:
     params: Mapping[str, Any]
     options: BuildOptions
     ties: list[Tie]
+    warnings: list[Diagnostic] = field(default_factory=list)  # unused inputs, dead nodes
 
     @cached_property
     def owners(self) -> dict[str, NodeInfo]:
@@ -392,6 +399,7 @@ class _Builder:
     def __init__(self, spec: Spec, options: BuildOptions):
         self.spec, self.options = spec, options
         self.problems: list[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []
         self.nodes: list[NodeInfo] = []
         self.count = 0
         self.limit_hit = False
@@ -427,7 +435,27 @@ class _Builder:
                                       for r in graph.outputs or []) if x is not None]
         if not graph.outputs:
             module.outputs = [Pick(names.by_position[-1] if names.by_position else 0)]
+        self.unused(module, graph, trail)
         return module
+
+    def unused(self, module: SpecModule, graph: Graph, trail: tuple[str, ...]) -> None:
+        """Warn (never fail) about inputs nothing reads and nodes whose output nothing reads:
+        usually a wrong `in:`."""
+        read = {p.slot for step in module.steps for p in step.inputs
+                if step.tensor is None or step.tensor.lazy}  # a sized tensor reads nothing
+        read |= {p.slot for p in module.outputs}
+        for slot, name in enumerate(module.input_names):
+            if slot not in read and graph.inputs:
+                self.warnings.append(Diagnostic(
+                    "LS150", f"input '{name}' is never used", graph.inputs[slot].loc, trail=trail,
+                    severity="warning", hint="read it with `in:`, or remove it"))
+        first = len(module.input_names)
+        for slot, step in enumerate(module.steps, start=first):
+            if slot not in read and step.info.kind is not NodeKind.COPY:
+                self.warnings.append(Diagnostic(
+                    "LS151", f"node '{step.info.local}' ({step.info.op}) is computed but its "
+                    "output is never used", step.info.loc, trail=trail, severity="warning",
+                    hint="read it with a later node's `in:` or `outputs:`, or remove it"))
 
     def checked_name(self, node: Node, names: _Names, trail: tuple[str, ...]) -> Node:
         if node.name is not None and node.name in names.slot_of:
@@ -861,7 +889,27 @@ class _Builder:
         # A block sees its own params and the spec's, never its caller's: blocks stay reusable.
         benv = _LazyEnv(raw, self.spec_params, self.problems)
         benv.evaluate_all()
-        return self.graph(block.graph, benv, prefix, (*trail, block.name), (*stack, block.name))
+        module = self.graph(block.graph, benv, prefix, (*trail, block.name),
+                            (*stack, block.name))
+        module.declared_inputs = self.declared(block, benv, trail)
+        module.block_name = block.name
+        return module
+
+    def declared(self, block: Block, env: Mapping[str, Any],
+                        trail: tuple[str, ...]) -> list[DeclaredInput]:
+        """The shapes a block's `inputs:` declare, for the check at each call: numbers, params'
+        values, and names that must agree."""
+        out = []
+        for decl in block.graph.inputs:
+            shape: tuple[int | str, ...] | None = None
+            if decl.shape is not None:
+                dims = [d if isinstance(d, int) else env[d] if isinstance(d, str) and d in env
+                        else self.evaluate(d, env, trail) if isinstance(d, Expr) else d
+                        for d in decl.shape]
+                if all(isinstance(d, (int, str)) and not isinstance(d, bool) for d in dims):
+                    shape = tuple(dims)
+            out.append(DeclaredInput(decl.name, shape))
+        return out
 
 
 def _public_signature(sig: inspect.Signature) -> str:
@@ -887,4 +935,5 @@ def build(spec: Spec, options: BuildOptions) -> Built:
     problems.extend(check_ties(root, spec.ties))
     if problems:
         raise SpecError(problems)
-    return Built(spec, root, builder.nodes, params, options, spec.ties)
+    return Built(spec, root, builder.nodes, params, options, spec.ties,
+                 dedupe(builder.warnings))

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from lazyspec import explain, memory
+from lazyspec.checks import CheckFailed
 from lazyspec.compile import Built, NodeInfo, OutputIndexError, SpecModule
 from lazyspec.cost import CostMode
 from lazyspec.errors import Diagnostic, DryRunError, SpecError, UsageError
@@ -81,6 +82,7 @@ def forward(built: Built, given: Sequence[InputShape]) -> Forward:
     tensors = make_inputs(bound, device)
     model = built.module
     tracer = Tracer(CostMode())
+    tracer.ranges.update({id(t): b.range for b, t in zip(bound, tensors, strict=True) if b.range})
     was_training = model.training
     try:
         model.eval()  # a dry run is inference: dropout off, batch norm on running stats
@@ -136,17 +138,29 @@ def _failure_diagnostic(f: NodeFailure, built: Built) -> Diagnostic:
     params = _param_shapes(module)
     if params:
         notes.append("parameters: " + ", ".join(params))
+    if isinstance(f.cause, CheckFailed):  # lazyspec's own check: its words, no torch message
+        notes.append(f"expected: {f.cause.message}")
+        return Diagnostic(f.cause.code, f"{f.cause.kind} in node '{info.path}' ({info.op})",
+                          info.loc, trail=info.trail, notes=notes, hint=f.cause.hint)
     why = explain.explain(module, f.inputs or [])
     if why:
         notes.append(f"expected: {why[0]}")
     cause = f"{type(f.cause).__name__}: {f.cause}".strip()
     notes.append(f"torch: {cause.splitlines()[0] if cause else type(f.cause).__name__}")
-    is_shape = why is not None or isinstance(f.cause, (RuntimeError, ValueError, IndexError))
-    what = "shape mismatch" if is_shape else "failure"
-    if why is None and re.search(r"dtype|scalar type|must have the same type", str(f.cause)):
-        what = "dtype mismatch"
-    return Diagnostic("LS201", f"{what} in node '{info.path}' ({info.op})", info.loc,
-                      trail=info.trail, notes=notes, hint=why[1] if why else None)
+    return Diagnostic("LS201", f"{_what_failed(f.cause, why)} in node '{info.path}' ({info.op})",
+                      info.loc, trail=info.trail, notes=notes, hint=why[1] if why else None)
+
+
+def _what_failed(cause: BaseException, why: explain.Explanation | None) -> str:
+    """The report's title: what kind of mismatch torch's error shows."""
+    text = str(cause)
+    if isinstance(cause, IndexError) and "out of range" in text:
+        return "index out of range"  # a real run reading past an Embedding's table
+    if re.search(r"dtype|scalar type|must have the same type|type \(.*\) and .* type \(.*\) "
+                 r"should be the same|expected scalar type", text):
+        return "dtype mismatch"
+    is_shape = why is not None or isinstance(cause, (RuntimeError, ValueError, IndexError))
+    return "shape mismatch" if is_shape else "failure"
 
 
 def _describe(x: Any) -> str:

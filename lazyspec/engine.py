@@ -58,7 +58,7 @@ class Outcome:
     built: Built | None = None  # compiled; materialised once the dry run has gone through
     result: InferResult | None = None
     error: LazyspecError | None = None  # what stopped the pipeline: the spec's fault
-    findings: list[Diagnostic] = field(default_factory=list)  # budgets the result fails
+    findings: list[Diagnostic] = field(default_factory=list)  # warnings, failed budgets
 
     @property
     def diagnostics(self) -> list[Diagnostic]:
@@ -107,9 +107,11 @@ def _compile_and_run(request: Request, outcome: Outcome) -> None:
     assert outcome.parsed is not None
     if request.stage == "compile":
         outcome.built = build(outcome.parsed, request.options)
+        outcome.findings = list(outcome.built.warnings)
         return
     outcome.built, outcome.result = _dry_run(outcome.parsed, request.options, request.inputs)
-    outcome.findings = check_budgets(outcome.result, request.budgets)
+    outcome.findings = [*outcome.built.warnings,
+                        *check_budgets(outcome.result, request.budgets)]
 
 
 def _dry_run(spec: Spec, options: BuildOptions,

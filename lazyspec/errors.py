@@ -25,7 +25,7 @@ class Location:
 class Code:
     code: str
     title: str
-    exit_code: int  # 1: the spec fails; 2: lazyspec could not do its job
+    exit_code: int  # 0: a warning; 1: the spec fails; 2: lazyspec could not do its job
 
 
 # The stable codes. Docs (docs/spec-language.md) list the same table; a test keeps them in step.
@@ -71,6 +71,9 @@ CODES: dict[str, Code] = {
         Code("LS143", "block recursion", 1),
         Code("LS145", "param cycle", 1),
         Code("LS146", "bad input declaration", 1),
+        # LS15x: warnings (exit 0): the spec works, but something in it does nothing
+        Code("LS150", "input never used", 0),
+        Code("LS151", "node never used", 0),
         # LS2xx: the dry run
         Code("LS201", "shape mismatch", 1),
         Code("LS202", "input does not match the spec", 1),

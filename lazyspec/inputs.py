@@ -125,6 +125,7 @@ class BoundInput:
     shape: tuple[int, ...]  # concrete: named dims take their hint
     dtype: str
     dim_names: tuple[str | None, ...] = ()  # a name for each symbolic dim, None for a number
+    range: tuple[int, int] | None = None  # [lo, hi): the values an integer input holds
 
     @property
     def symbolic(self) -> bool:
@@ -212,7 +213,22 @@ class _Binder:
                                             decl.loc))
             return None
         dim_names = tuple(d if isinstance(d, str) else None for d in wanted)
-        return BoundInput(decl.name, shape, DTYPES[dtype][0], dim_names)
+        value_range = self.value_range(decl, DTYPES[dtype][2])
+        return BoundInput(decl.name, shape, DTYPES[dtype][0], dim_names, value_range)
+
+    def value_range(self, decl: InputDecl, floating: bool) -> tuple[int, int] | None:
+        """A declared `range: [lo, hi]`, evaluated: whole numbers, lo < hi, an integer input."""
+        if decl.range is None:
+            return None
+        lo, hi = (evaluate(v, self.params) if isinstance(v, Expr) else
+                  self.params.get(v, v) if isinstance(v, str) else v for v in decl.range)
+        if floating or not all(type(v) is int for v in (lo, hi)) or not lo < hi:
+            self.problems.append(Diagnostic(
+                "LS146", f"input '{decl.name}': `range: [{lo}, {hi}]` must be two whole numbers "
+                "lo < hi, for an integer input", decl.loc,
+                hint="for token ids: `dtype: int64` and `range: [0, vocab_size]`"))
+            return None
+        return (lo, hi)
 
 
 def _size_problem(shape: tuple[int, ...], itemsize: float) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lazyspec import memory
+from lazyspec import checks, memory
 from lazyspec.compile import SpecModule, Step, StepTracer
 from lazyspec.cost import CostMode
 from lazyspec.errors import Diagnostic, UsageError
@@ -55,12 +55,17 @@ class Tracer:
         self.ran: list[str] = []
         self.notes: list[str] = []
         self.seconds = 0.0  # the forward pass, as measured
+        # id(tensor) -> the values it is known to hold (declared input ranges, positions): the
+        # tensors live in the pass's slots until it ends, so their ids stay theirs
+        self.ranges: dict[int, checks.Range] = {}
 
     def run(self, owner: SpecModule, step: Step, values: list[Any]) -> Any:
         xs: list[Any] | None = None
         frame = self.cost.open_frame()
         try:
             xs = owner.gather(values, step)
+            checks.check_dtypes(step.module, xs)
+            checks.check_index_range(step.module, xs, self.ranges)
             try:
                 out = owner.run_step(step, xs)
             except Exception as e:
@@ -73,6 +78,7 @@ class Tracer:
             raise NodeFailure(step, xs, e) from e
         finally:
             self.cost.close_frame(frame)
+        self.track_range(step, xs, out)
         leaf = step.module is not None and not isinstance(step.module, SpecModule)
         self.nodes[step.info.order] = NodeTrace(
             shape_tree(out), None if frame.unknown else frame.flops, sorted(frame.unknown),
@@ -80,6 +86,17 @@ class Tracer:
         self.ran.append(step.info.path)
         return out
 
+
+    def track_range(self, step: Step, xs: list[Any], out: Any) -> None:
+        """Values known to lie in a range: what an op says of its output (`Positions`), and
+        what a pass-through node hands on."""
+        value_range = getattr(step.module, "value_range", None)
+        if callable(value_range) and isinstance(out, torch.Tensor):
+            known = value_range(*xs)
+            if known is not None:
+                self.ranges[id(out)] = known
+        elif step.module is None and xs and id(xs[0]) in self.ranges:
+            self.ranges[id(out)] = self.ranges[id(xs[0])]
 
     def run_on_cpu(self, owner: SpecModule, step: Step, xs: list[Any], why: Exception) -> Any:
         """Run one node whose op has no `meta` kernel on the CPU, then carry on in `meta`.

@@ -14,7 +14,7 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "spec-language.md"
 TEXT = DOC.read_text(encoding="utf-8")
 
 # A row of the error-code table: | `LS123` | meaning | exit | example message |
-CODE_ROW = re.compile(r"^\| `(LS\d{3})` \| (.+?) \| ([12]) \| (.+) \|$", re.MULTILINE)
+CODE_ROW = re.compile(r"^\| `(LS\d{3})` \| (.+?) \| ([012]) \| (.+) \|$", re.MULTILINE)
 YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.MULTILINE | re.DOTALL)
 INVALID = re.compile(r"^# invalid(?::\s*(LS\d{3}))?", re.MULTILINE)
 NEEDS_FILES = re.compile(r"^# needs-files", re.MULTILINE)

@@ -344,3 +344,47 @@ def test_the_lock_records_frozen_parameters_and_check_sees_a_change(cli, tmp_pat
     spec.write_text("layers:\n  - fc: LazyLinear(4)\n  - LazyLinear(2)\n")
     r = cli("check", "m.yaml", "--lock", "l.lock")
     assert r.code == 1 and "trainable 10 -> 26 parameters" in r.stdout
+
+
+@pytest.mark.parametrize(("spec", "given", "title", "says"), [
+    ("layers:\n  - LazyConv2d(4, 3)\n", "1,3,8,8:int64", "dtype mismatch in node '0'",
+     "computes in floating point, but its input is int64"),
+    ("layers:\n  - LazyLinear(4)\n", "1,3:int64", "dtype mismatch in node '0'",
+     "computes in floating point, but its input is int64"),
+    ("layers:\n  - Embedding(10, 4)\n", "1,3", "dtype mismatch in node '0'",
+     "looks rows up by integer index, but its input is float32"),
+    ("params: {vocab: 100}\ninputs:\n  idx: {shape: [B, T], dtype: int64, range: [0, vocab]}\n"
+     "layers:\n  - Embedding(50, 4)\n", "2,5", "index out of range in node '0'",
+     "has 50 rows (0..49), but its input holds indices from 0 to 99"),
+    ("blocks:\n  Head:\n    params: {d: 8}\n    inputs: {x: [B, d]}\n    layers:\n"
+     "      - LazyLinear(d)\nlayers:\n  - LazyLinear(4)\n  - h: Head(8)\n", "2,3",
+     "input does not match the block's declaration in node 'h'",
+     "block 'Head': input 'x' is declared [B, 8] but got [2, 4]"),
+])
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_checks_torch_misses_on_meta_hold_on_every_device(write_spec, spec, given, title, says,
+                                                          device) -> None:
+    outcome = engine.run(engine.Request(write_spec(spec), inputs=(parse_input(given),),
+                                        options=BuildOptions(device=device)))
+    assert isinstance(outcome.error, DryRunError)
+    (d,) = outcome.error.diagnostics
+    assert title in d.message and any(says in note for note in d.notes)
+
+
+def test_unused_inputs_and_dead_nodes_are_warnings(write_spec, cli) -> None:
+    spec = write_spec("inputs: {a: [B, 3], b: [B, 3]}\nlayers:\n  - x: LazyLinear(4)\n    in: a\n"
+                      "  - dead: ReLU\n  - y: LazyLinear(2)\n    in: x\n")
+    r = cli("infer", spec)
+    assert r.code == 0
+    assert "warning[LS150]: input 'b' is never used" in r.stderr
+    assert "warning[LS151]: node 'dead' (ReLU) is computed but its output is never used" in r.stderr
+    document = cli("infer", spec, "--format", "json")
+    assert document.code == 0 and '"severity": "warning"' in document.stdout
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in
+                                        (Path(__file__).parent.parent / "specs").glob("*.yaml")))
+def test_bundled_specs_have_no_warnings(name: str) -> None:
+    spec = Path(__file__).parent.parent / "specs" / name
+    outcome = engine.run(engine.Request(spec, stage="compile"))
+    assert outcome.error is None and outcome.findings == []

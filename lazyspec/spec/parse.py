@@ -20,7 +20,7 @@ NODE_KEYS = ("op", "name", "args", "kwargs", "in", "repeat", "when", "share", "n
              "trainable")
 # Keys added after version 1: a node alone named so (`- index: Embedding(...)`) keeps its name.
 LATER_NODE_KEYS = ("names", "index", "trainable")
-INPUT_KEYS = ("shape", "dtype")
+INPUT_KEYS = ("shape", "dtype", "range")
 MAX_INCLUDE_DEPTH = 8
 # 1: the first language. 2: copies made by `repeat:` after the first also receive the node's
 # other inputs, and a repeated block that returns several values threads them (a v1 spec means
@@ -253,8 +253,19 @@ class _Parser:
                 else:
                     self.problem("LS146", "an input's shape is a list such as [B, 20]",
                                  shape_node.loc)
-            out.append(InputDecl(str(key.value), shape, dtype, key.loc))
+            value_range = self.input_range(val.get("range")) if isinstance(val, YMap) else None
+            out.append(InputDecl(str(key.value), shape, dtype, key.loc, value_range))
         return out
+
+    def input_range(self, node: YNode | None) -> list[Any] | None:
+        """`range: [0, vocab_size]`: the values [lo, hi) an integer input holds."""
+        if node is None:
+            return None
+        if not (isinstance(node, YSeq) and len(node.items) == 2):
+            self.problem("LS146", "an input's range is a list [lo, hi] (hi excluded), such as "
+                         "[0, vocab_size]", node.loc)
+            return None
+        return [self.value(n) for n in node.items]
 
     def node(self, item: YNode, position: int) -> Node:
         if isinstance(item, YScalar):
