@@ -155,28 +155,37 @@ class Output:
     file: Path | None
     depth: int | None = None
 
+    @property
+    def color(self) -> bool:
+        return (self.format == "table" and self.file is None and sys.stdout.isatty()
+                and not os.environ.get("NO_COLOR"))
+
     def reporter(self) -> Any:
         from lazyspec.report import FORMATS, reporter
 
         if self.format not in FORMATS:
             raise usage_error(f"unknown format '{self.format}'", "use " + ", ".join(FORMATS))
-        color = (self.format == "table" and self.file is None and sys.stdout.isatty()
-                 and not os.environ.get("NO_COLOR"))
         width = None if self.file else _terminal_width()
-        return reporter(self.format, color=color, width=width, depth=self.depth)
+        return reporter(self.format, color=self.color, width=width, depth=self.depth)
 
     def emit(self, text: str, summary_markdown: str | None) -> None:
+        """Write the report. Every line is guarded (see `write`) but an export written to a
+        file, which must hold exactly what the exporter wrote (and holds no raw control)."""
+        from lazyspec.textsafe import guard
+
         if self.file is not None:
             from lazyspec.fileio import atomic_write
 
+            if self.format != "export":
+                text = guard(text, commands=self.format == "github")
             atomic_write(self.file, text, "report")
         elif text:
-            write(sys.stdout, text)
+            write(sys.stdout, text, color=self.color, commands=self.format == "github")
         summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
         if self.format == "github" and summary_path and summary_markdown:
             try:
                 with open(summary_path, "a", encoding="utf-8") as f:
-                    f.write(summary_markdown + "\n")
+                    f.write(guard(summary_markdown) + "\n")
             except OSError as e:
                 raise usage_error(f"cannot append to $GITHUB_STEP_SUMMARY ({summary_path}): "
                                   f"{e.strerror or e}") from None
@@ -187,8 +196,13 @@ class Output:
 _ASCII = str.maketrans({"─": "-", "━": "-", "═": "=", "│": "|", "┃": "|", "…": "."})
 
 
-def write(stream: TextIO, text: str) -> None:
-    """Write to stdout or stderr in any encoding: never a UnicodeEncodeError."""
+def write(stream: TextIO, text: str, *, color: bool = False, commands: bool = False) -> None:
+    """Write to stdout or stderr in any encoding: never a UnicodeEncodeError, never a raw
+    control character (but, with `color`, the report's colours), never a line that GitHub's
+    runner would take as a workflow command (but, with `commands`, `--format github`'s own)."""
+    from lazyspec.textsafe import guard
+
+    text = guard(text, color=color, commands=commands)
     try:
         stream.write(text)
     except UnicodeEncodeError:  # the text wrapper encodes all of it before writing any
@@ -522,14 +536,14 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except typer.Exit as e:
         code = e.exit_code
     except _click_exception() as e:  # bad flags and arguments
-        e.show()  # type: ignore[attr-defined]
+        _show_click_error(e)
         code = EXIT_TOOL
     except KeyboardInterrupt:
         sys.stderr.write("lazyspec: interrupted\n")
         code = 130
     except Exception as e:  # lazyspec's own bug: say so, exit 2, never 1
         if SESSION.traceback:
-            traceback.print_exc()
+            write(sys.stderr, traceback.format_exc())
         code = _report_internal(e)
     finally:
         if gc_was_enabled:
@@ -545,6 +559,16 @@ def _report_internal(e: BaseException) -> int:
                    hint="this is a bug in lazyspec; rerun with --traceback and report it")
     write(sys.stderr, render(d, lambda _: None) + "\n")
     return EXIT_TOOL
+
+
+def _show_click_error(e: Exception) -> None:
+    """Click's message, through `write` as all output is (it quotes the flags it could not
+    read)."""
+    import io
+
+    buffer = io.StringIO()
+    e.show(file=buffer)  # type: ignore[attr-defined]
+    write(sys.stderr, buffer.getvalue())
 
 
 def _click_exception() -> tuple[type[Exception], ...]:

@@ -33,6 +33,7 @@ from lazyspec.errors import did_you_mean
 from lazyspec.result import InferResult
 from lazyspec.spec.expr import MAX_EXPR_CHARS, MAX_EXPR_NODES
 from lazyspec.spec.parse import NAME_RE
+from lazyspec.textsafe import visible
 
 
 class ExportError(ValueError):
@@ -454,7 +455,7 @@ def _header(built: Built, result: InferResult, prefix: str, notes: list[str]) ->
     lines = [f"Exported by `lazyspec export` from {built.spec.path} ({' '.join(options)}).",
              "Every size the dry run inferred is written out; parameter names are the spec's.",
              *notes]
-    return "".join(prefix + re.sub(r"[\r\n]+", " ", line) + "\n" for line in lines)
+    return "".join(prefix + visible(line) + "\n" for line in lines)  # one line each, escaped
 
 
 class _ShownOps:
@@ -626,8 +627,11 @@ def pytorch_code(built: Built, result: InferResult, class_name: str = "Model") -
 
 
 def _doc(text: str) -> str:
-    """Text that is safe inside a triple-quoted docstring: no quote can close it."""
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+    """Text that is safe inside a triple-quoted docstring: no quote can close it, and control
+    characters, NUL and lone surrogates show as escapes (`\\x00`) in the docstring itself:
+    Python source cannot hold a NUL, UTF-8 cannot write a surrogate, nor can a class's
+    docstring hold one."""
+    return visible(text).replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _tie_line(target: str, source: str) -> str:

@@ -20,8 +20,9 @@ STALE_SECONDS = 3600  # a temporary file whose writer cannot be told alive is le
 
 
 def atomic_write(path: Path, text: str, what: str = "file") -> None:
-    """Replace `path` with `text` (UTF-8) in one step; a failure leaves the old file as it was."""
-    data = text.encode("utf-8")
+    """Replace `path` with `text` (UTF-8) in one step; a failure leaves the old file as it was.
+    A lone surrogate, which UTF-8 cannot hold, is written as its escape (`\\udc80`)."""
+    data = text.encode("utf-8", "backslashreplace")
     atomic_write_with(path, what, lambda f: f.write(data))
 
 

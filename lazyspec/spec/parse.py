@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import keyword
 import os
 import re
@@ -398,6 +399,8 @@ def read_text(path: Path) -> str:
         raise SpecError([Diagnostic("LS106", f"spec file is over the {MAX_FILE_BYTES:,}-byte "
                                     "limit", Location(str(path), 1, 1),
                                     hint="split it with `include:`")])
+    if b"\0" in data:  # /proc/self/environ, an image: never read (or quoted) as YAML text
+        raise OSError(errno.EINVAL, "it is a binary file (it holds NUL bytes), not YAML text")
     return data.decode("utf-8")
 
 
