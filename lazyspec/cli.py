@@ -107,6 +107,8 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
             value = plain(load_yaml(raw, f"--set {key}")) if raw.strip() else ""
         except SpecError as e:
             first = e.diagnostics[0]
+            if first.code == "LS126":  # a number past the limits
+                raise usage_error(f"--set {key}: {first.message}", first.hint) from None
             if first.code != "LS101":
                 raise usage_error(f"--set {key}: the value is not plain YAML data "
                                   f"({first.message})", first.hint) from None
@@ -388,6 +390,9 @@ def export(
         raise usage_error(f"unknown export target '{to}'", "use spec, pytorch or state-dict")
     if to == "state-dict" and output is None:
         raise usage_error("--to state-dict writes a binary file: give --output PATH")
+    if seed is not None and not -(2**63) <= seed < 2**64:  # what torch.manual_seed takes
+        raise usage_error("--seed is out of range", "a seed is a whole number from -2**63 to "
+                          "2**64 - 1")
     inputs = [parse_input(i) for i in input or []]
     param_dtype = checked_param_dtype(dtype)
     overrides = parse_sets(set_)

@@ -26,7 +26,7 @@ from lazyspec.errors import (
     shown,
     usage_error,
 )
-from lazyspec.spec.expr import OpCall, Span, parse_expr, resolve
+from lazyspec.spec.expr import OpCall, Span, names_read, parse_expr, resolve
 from lazyspec.spec.model import Block, Graph, Node, Param, Ref, Spec, Tie
 
 MAX_NODES = 100_000  # after repeats, across all blocks
@@ -186,13 +186,17 @@ class Built:
 
 
 class _LazyEnv(Mapping[str, Any]):
-    """Params evaluated on first use, so a param may depend on another in any order."""
+    """Params evaluated on first use, so a param may depend on another in any order.
+
+    The params a param reads are worked out first, depth first with a stack of our own, so a
+    chain of thousands (`a: ${b}`, `b: ${c}`, ...) resolves without Python recursing once per
+    link; each evaluation then finds what it reads already done."""
 
     def __init__(self, raw: Mapping[str, Param], parent: Mapping[str, Any] | None,
                  problems: list[Diagnostic]):
         self.raw, self.parent, self.problems = raw, parent or {}, problems
         self.done: dict[str, Any] = {}
-        self.active: list[str] = []
+        self.active: dict[str, None] = {}  # being worked out, in order (a dict: fast `in`)
         self.failed: set[str] = set()  # reported once, even when several params reach it
 
     def __getitem__(self, key: str) -> Any:
@@ -202,19 +206,49 @@ class _LazyEnv(Mapping[str, Any]):
             raise SpecError([])  # reported where it failed; readers of it stay quiet
         if key not in self.raw:
             return self.parent[key]
-        if key in self.active:
-            cycle = " -> ".join([*self.active[self.active.index(key):], key])
+        if key in self.active:  # read while its own value is being worked out
+            chain = list(self.active)
+            cycle = _cycle_text([*chain[chain.index(key):], key])
             raise SpecError([Diagnostic("LS145", f"params depend on each other: {cycle}",
                                         self.raw[key].loc, hint="break the cycle")])
-        self.active.append(key)
-        try:
-            self.done[key] = resolve(self.raw[key].value, self)
-        except SpecError:
-            self.failed.add(key)
-            raise
-        finally:
-            self.active.pop()
+        own = self._resolve(key)
+        if own is not None:
+            raise own
         return self.done[key]
+
+    def _pending(self, key: str) -> Iterator[str]:
+        """The params `key` reads that are still to be worked out (not those on the stack: a
+        cycle is reported only when an evaluation really reads one, as in `a if c else b`)."""
+        return (n for n in names_read(self.raw[key].value)
+                if n in self.raw and n not in self.done and n not in self.failed
+                and n not in self.active)
+
+    def _resolve(self, root: str) -> SpecError | None:
+        """Work out `root` and, first, every param it reads. A param on the way that fails has
+        its problems recorded here; root's own failure is returned for the reader to raise."""
+        stack = [(root, self._pending(root))]
+        self.active[root] = None
+        own: SpecError | None = None
+        while stack:
+            key, pending = stack[-1]
+            dep = next(pending, None)
+            if dep is not None:
+                if dep not in self.active and dep not in self.done and dep not in self.failed:
+                    self.active[dep] = None
+                    stack.append((dep, self._pending(dep)))
+                continue
+            stack.pop()
+            try:
+                self.done[key] = resolve(self.raw[key].value, self)
+            except SpecError as e:
+                self.failed.add(key)
+                if key == root:
+                    own = e
+                else:
+                    self.problems.extend(e.diagnostics)
+            finally:
+                del self.active[key]
+        return own
 
     def __contains__(self, key: object) -> bool:
         return key in self.raw or key in self.parent
@@ -234,6 +268,13 @@ class _LazyEnv(Mapping[str, Any]):
             except SpecError as e:
                 self.problems.extend(e.diagnostics)
         return dict(self.done)
+
+
+def _cycle_text(names: list[str], shown: int = 8) -> str:
+    """`a -> b -> a`; a long cycle with its middle left out, so the message stays a line."""
+    if len(names) > 2 * shown:
+        names = [*names[:shown], f"... ({len(names) - 2 * shown:,} more)", *names[-shown:]]
+    return " -> ".join(names)
 
 
 def resolve_params(spec: Spec, options: BuildOptions,

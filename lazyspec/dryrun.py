@@ -32,6 +32,7 @@ from lazyspec.errors import (
     SpecError,
     UsageError,
     did_you_mean,
+    shown,
     usage_error,
 )
 from lazyspec.inputs import DTYPES, InputShape
@@ -47,6 +48,7 @@ from lazyspec.result import (
 )
 from lazyspec.spec.expr import Expr, evaluate
 from lazyspec.spec.model import DEFAULT_INPUT, InputDecl, Spec
+from lazyspec.spec.parse import NAME_RE
 
 MAX_RAN_SHOWN = 8
 
@@ -265,15 +267,27 @@ def _size_problem(shape: tuple[int, ...], itemsize: float) -> str | None:
 
 
 def _declared_shape(decl: InputDecl, params: Mapping[str, Any]) -> list[Any] | None:
+    """The declared dimensions, each a whole number or a name. Anything else (a boolean, a
+    float, a list, from a param or an expression) is the spec's fault, at the dimension."""
     if decl.shape is None:
         return None
     out: list[Any] = []
-    for d in decl.shape:
+    problems: list[Diagnostic] = []
+    for i, d in enumerate(decl.shape):
+        where = decl.dim_locs[i] if i < len(decl.dim_locs) else decl.loc
         if isinstance(d, Expr):
-            d = evaluate(d, params)
+            where, d = d.loc, evaluate(d, params)
         elif isinstance(d, str) and d in params:
             d = params[d]  # a dimension named after a param takes its value
+        if isinstance(d, bool) or not isinstance(d, (int, str)) or \
+                (isinstance(d, str) and not NAME_RE.match(d)):
+            problems.append(Diagnostic(
+                "LS146", f"input '{decl.name}': dimension {i} is {shown(d)} "
+                f"({type(d).__name__}), not a whole number or a name", where,
+                hint="write a size such as 20, or a name such as B"))
         out.append(d)
+    if problems:
+        raise SpecError(problems)
     return out
 
 

@@ -234,10 +234,12 @@ class _Parser:
                     else:
                         self.problem("LS146", "dtype must be a name such as int64", dnode.loc)
             shape = None
+            dim_locs: list[Location] = []
             if shape_node is not None and not (isinstance(shape_node, YScalar)
                                                and shape_node.value is None):
                 if isinstance(shape_node, YSeq):
                     shape = [self.value(d) for d in shape_node.items]
+                    dim_locs = [d.loc for d in shape_node.items]
                     for d, dn in zip(shape, shape_node.items, strict=True):
                         if not isinstance(d, (int, str, Expr)) or isinstance(d, bool):
                             self.problem("LS146", "a dimension is a number, a name or ${expr}",
@@ -245,7 +247,7 @@ class _Parser:
                 else:
                     self.problem("LS146", "an input's shape is a list such as [B, 20]",
                                  shape_node.loc)
-            out.append(InputDecl(str(key.value), shape, dtype, key.loc))
+            out.append(InputDecl(str(key.value), shape, dtype, key.loc, dim_locs))
         return out
 
     def node(self, item: YNode, position: int) -> Node:
