@@ -630,8 +630,9 @@ def _doc(text: str) -> str:
     """Text that is safe inside a triple-quoted docstring: no quote can close it, and control
     characters, NUL and lone surrogates show as escapes (`\\x00`) in the docstring itself:
     Python source cannot hold a NUL, UTF-8 cannot write a surrogate, nor can a class's
-    docstring hold one."""
-    return visible(text).replace("\\", "\\\\").replace('"', '\\"')
+    docstring hold one. `##[` is written `#\\x23[`, the same text to Python but no GitHub
+    workflow command to a log that shows the file."""
+    return visible(text).replace("\\", "\\\\").replace('"', '\\"').replace("##[", "#\\x23[")
 
 
 def _tie_line(target: str, source: str) -> str:

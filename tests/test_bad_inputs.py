@@ -362,6 +362,12 @@ def test_the_catalogues_hold_more_than_60_cases() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case: Bad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                    capsys: pytest.CaptureFixture[str]) -> None:
+    check_bad(case, tmp_path, monkeypatch, capsys)
+
+
+def check_bad(case: Bad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+              capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
+    """Run one case (other catalogue files use it too); returns its stdout and stderr."""
     for name, content in case.files.items():
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -388,3 +394,4 @@ def test_bad_input(case: Bad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         assert case.code in CODES
         assert f"error[{case.code}]" in err, shown
     assert case.text in (out if case.stdout else err), shown
+    return out, err
