@@ -177,6 +177,55 @@ def test_graph_labels_escape_controls_before_quoting(folder: Path,
     assert mermaid.startswith("%% esc\\x1b[31m nul\\x00\n")
 
 
+@pytest.mark.parametrize("fmt", ["mermaid", "dot"])
+def test_graph_text_from_the_api_is_escaped(fmt: str, folder: Path) -> None:
+    """`lazyspec.graph_for` returns text that no cli.write guards: its labels escape their
+    control characters themselves (`lazyspec graph` then guards the lines, as all output)."""
+    from lazyspec.graph import graph_for
+
+    spec = folder / "m.yaml"
+    spec.write_text(f"name: {HOSTILE_YAML}\nlayers:\n  - op: LazyLinear(4)\n"
+                    f"    name: fc\n  - ReLU\n", encoding="utf-8")
+    text = graph_for(spec, ["2,3"], fmt=fmt)
+    assert not RAW.search(text), text
+    assert "\\x1b[2J" in text and "\\udc80" in text
+
+
+@pytest.mark.parametrize("fmt", ["mermaid", "dot"])
+def test_every_graph_label_escapes_control_characters(fmt: str) -> None:
+    from lazyspec.graph import Edge, Graph, GraphNode, Subgraph
+    from lazyspec.report.graph_text import to_dot, to_mermaid
+
+    g = Graph(HOSTILE, [
+        GraphNode("in_x", "input", HOSTILE, HOSTILE),
+        Subgraph("cluster_b", "b", HOSTILE, HOSTILE, [
+            GraphNode("n_b", "op", "b", HOSTILE, HOSTILE, skipped=HOSTILE)]),
+        GraphNode("out", "output", "output", "output"),
+    ], [Edge("in_x", "n_b", HOSTILE, (1, 2)), Edge("n_b", "out", None, HOSTILE)],
+        ["in_x"], ["out"])
+    text = (to_mermaid if fmt == "mermaid" else to_dot)(g)
+    assert not RAW.search(text), text
+    assert text.count("\\x1b[2J") >= 5  # title, input, block, node, both edge labels
+
+
+def test_an_internal_errors_traceback_is_guarded(folder: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import lazyspec.cli
+
+    def boom(items: object) -> None:
+        raise RuntimeError(HOSTILE)
+
+    monkeypatch.setattr(lazyspec.cli, "parse_sets", boom)
+    spec_named(folder)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(["--traceback", "infer", "m.yaml", "--input", "2,3"])
+    out, err = capsys.readouterr()
+    assert info.value.code == 2 and "Traceback (most recent call last)" in err
+    assert "internal error: RuntimeError: x\\n::error" in err
+    assert_safe(out + err)
+
+
 def test_the_exported_pytorch_module_compiles_with_nul_and_surrogates(
         folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = spec_named(folder)
@@ -200,6 +249,46 @@ def test_the_exported_spec_to_stdout_starts_no_command(folder: Path,
     code, out, err = run(["export", spec, "--input", "2,3"], capsys)
     assert code == 0, err
     assert_safe(out + err)
+
+
+def _hostile_result(folder: Path) -> tuple[object, object]:
+    """A real dry run's result, and a copy with every name, path and note replaced by HOSTILE."""
+    from dataclasses import replace
+
+    import lazyspec
+
+    spec = folder / "m.yaml"
+    spec.write_text("layers:\n  - LazyLinear(4)\n  - op: ReLU\n    when: false\n",
+                    encoding="utf-8")
+    clean = lazyspec.load(spec).infer("2,3")
+    bad = replace(
+        clean, spec=HOSTILE, name=HOSTILE, notes=[HOSTILE],
+        inputs=[replace(i, name=HOSTILE) for i in clean.inputs],
+        params=[replace(p, path=HOSTILE, op=HOSTILE, module_type=HOSTILE, shared=HOSTILE)
+                for p in clean.params],
+        nodes=[replace(n, path=HOSTILE, op=HOSTILE, skipped=n.skipped and HOSTILE,
+                       shared_from=HOSTILE) for n in clean.nodes],
+        totals=replace(clean.totals, unknown_ops=[HOSTILE]))
+    return clean, bad
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_reporter_escapes_every_text_field(fmt: str, folder: Path) -> None:
+    """The reporters alone (no cli.write after them, as from the Python API): every field stays
+    on its line, escaped."""
+    from lazyspec.report import reporter
+    from lazyspec.result import InferOutcome
+
+    clean, bad = _hostile_result(folder)
+    texts = [reporter(fmt, width=400).infer(InferOutcome(HOSTILE, r))  # type: ignore[arg-type]
+             for r in (clean, bad)]
+    assert not RAW.search(texts[1]), texts[1]
+    if fmt == "json":
+        assert json.loads(texts[1])["nodes"][0]["path"] == HOSTILE
+    elif fmt == "table":  # (long cells fold onto more lines)
+        assert texts[1].startswith(visible(HOSTILE)), texts[1]
+    else:  # the same lines
+        assert texts[1].count("\n") == texts[0].count("\n"), texts[1]
 
 
 # --- diagnostics: messages and quoted source lines ----------------------------------------------
@@ -286,6 +375,21 @@ def test_a_spec_file_name_with_a_line_break(fmt: str, folder: Path,
     if fmt == "json":
         assert {r["spec"] for r in json.loads(out)["runs"]} == \
             {"specs/" + HOSTILE_FILE, "specs/bad\n::error::x.yaml"}
+    else:  # the name on one line, its line break shown as `\n`
+        assert "a\\n::error file=README.md::spoof\\x1b[2J" in out + err
+        assert "specs/bad\\n::error::x.yaml" in (out if fmt == "table" else out + err)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a line break in a file name")
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_infer_of_a_spec_file_name_with_a_line_break(fmt: str, folder: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    (folder / HOSTILE_FILE).write_text(MLP, encoding="utf-8")
+    code, out, err = run(["infer", HOSTILE_FILE, "--input", "2,20", "--format", fmt], capsys)
+    assert code == 0, err
+    assert_safe(out + err, commands=fmt == "github")
+    if fmt != "json":
+        assert "a\\n::error file=README.md::spoof\\x1b[2J #\\x23[warning]w.yaml" in out
 
 
 LOCK = ('version: 1\nspecs:\n  m.yaml:\n    "input=2,20\\n::error file=README.md::key\\e[2J":\n'
@@ -296,8 +400,9 @@ LOCK = ('version: 1\nspecs:\n  m.yaml:\n    "input=2,20\\n::error file=README.md
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_lock_keys_and_parameter_names(fmt: str, folder: Path,
+def test_lock_keys_and_parameter_names(fmt: str, folder: Path, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # each name whole on its line
     (folder / "m.yaml").write_text(MLP, encoding="utf-8")
     (folder / "l.lock").write_text(LOCK, encoding="utf-8")
     code, out, err = run(["check", "m.yaml", "--lock", "l.lock", "--format", fmt], capsys)
@@ -307,8 +412,9 @@ def test_lock_keys_and_parameter_names(fmt: str, folder: Path,
         doc = json.loads(out)
         assert doc["unused"][0]["key"] == "input=2,20\n::error file=README.md::key\x1b[2J"
         assert "- ##[error]x\x00 [256]" in doc["runs"][0]["drift"]
-    else:
-        assert "::key\\x1b[2J" in out
+    else:  # each key and name on one line, its line break shown as `\n`
+        assert "input=2,20\\n::error file=README.md::key\\x1b[2J" in out
+        assert "0.weight\\n::warning::p [256, 20]" in out
 
 
 def test_the_github_step_summary_is_escaped(folder: Path, monkeypatch: pytest.MonkeyPatch,
