@@ -26,7 +26,7 @@ from lazyspec.errors import (
     shown,
     usage_error,
 )
-from lazyspec.spec.expr import OpCall, Span, names_read, parse_expr, resolve
+from lazyspec.spec.expr import OpCall, Span, parse_expr, resolve
 from lazyspec.spec.model import Block, Graph, Node, Param, Ref, Spec, Tie
 
 MAX_NODES = 100_000  # after repeats, across all blocks
@@ -185,18 +185,28 @@ class Built:
 # --- params -------------------------------------------------------------------------------------
 
 
+class _Need(Exception):
+    """Raised inside a param's evaluation: it read `key`, which is not worked out yet."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
 class _LazyEnv(Mapping[str, Any]):
     """Params evaluated on first use, so a param may depend on another in any order.
 
-    The params a param reads are worked out first, depth first with a stack of our own, so a
-    chain of thousands (`a: ${b}`, `b: ${c}`, ...) resolves without Python recursing once per
-    link; each evaluation then finds what it reads already done."""
+    Without recursion: a param whose evaluation reads one not yet worked out stops (`_Need`);
+    that one is worked out first, on a stack of our own, and the reader evaluated again. So a
+    chain of thousands (`a: ${b}`, `b: ${c}`, ...) resolves, in the order and with the results a
+    recursive evaluation would give: a cycle is what an evaluation really reads (not a branch
+    never taken), and a failure fails every param waiting on it, reported once."""
 
     def __init__(self, raw: Mapping[str, Param], parent: Mapping[str, Any] | None,
                  problems: list[Diagnostic]):
         self.raw, self.parent, self.problems = raw, parent or {}, problems
         self.done: dict[str, Any] = {}
-        self.active: dict[str, None] = {}  # being worked out, in order (a dict: fast `in`)
+        self.active: dict[str, None] = {}  # waiting on the next, in order (a dict: fast `in`)
         self.failed: set[str] = set()  # reported once, even when several params reach it
 
     def __getitem__(self, key: str) -> Any:
@@ -206,49 +216,36 @@ class _LazyEnv(Mapping[str, Any]):
             raise SpecError([])  # reported where it failed; readers of it stay quiet
         if key not in self.raw:
             return self.parent[key]
-        if key in self.active:  # read while its own value is being worked out
+        if key in self.active:
             chain = list(self.active)
             cycle = _cycle_text([*chain[chain.index(key):], key])
             raise SpecError([Diagnostic("LS145", f"params depend on each other: {cycle}",
                                         self.raw[key].loc, hint="break the cycle")])
-        own = self._resolve(key)
-        if own is not None:
-            raise own
-        return self.done[key]
+        if self.active:  # read by a param being evaluated: work it out first, from the loop
+            raise _Need(key)
+        return self._resolve(key)
 
-    def _pending(self, key: str) -> Iterator[str]:
-        """The params `key` reads that are still to be worked out (not those on the stack: a
-        cycle is reported only when an evaluation really reads one, as in `a if c else b`)."""
-        return (n for n in names_read(self.raw[key].value)
-                if n in self.raw and n not in self.done and n not in self.failed
-                and n not in self.active)
-
-    def _resolve(self, root: str) -> SpecError | None:
-        """Work out `root` and, first, every param it reads. A param on the way that fails has
-        its problems recorded here; root's own failure is returned for the reader to raise."""
-        stack = [(root, self._pending(root))]
+    def _resolve(self, root: str) -> Any:
+        stack = [root]
         self.active[root] = None
-        own: SpecError | None = None
-        while stack:
-            key, pending = stack[-1]
-            dep = next(pending, None)
-            if dep is not None:
-                if dep not in self.active and dep not in self.done and dep not in self.failed:
-                    self.active[dep] = None
-                    stack.append((dep, self._pending(dep)))
-                continue
-            stack.pop()
-            try:
-                self.done[key] = resolve(self.raw[key].value, self)
-            except SpecError as e:
-                self.failed.add(key)
-                if key == root:
-                    own = e
-                else:
-                    self.problems.extend(e.diagnostics)
-            finally:
-                del self.active[key]
-        return own
+        try:
+            while stack:
+                key = stack[-1]
+                try:
+                    value = resolve(self.raw[key].value, self)
+                except _Need as need:  # evaluate `need.key`, then `key` again
+                    stack.append(need.key)
+                    self.active[need.key] = None
+                    continue
+                self.done[key] = value
+                del self.active[stack.pop()]
+        except SpecError:
+            self.failed.update(stack)  # every param waiting on the failed one fails with it
+            raise
+        finally:
+            for key in stack:
+                self.active.pop(key, None)
+        return self.done[root]
 
     def __contains__(self, key: object) -> bool:
         return key in self.raw or key in self.parent
