@@ -541,7 +541,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except typer.Exit as e:
         code = e.exit_code
     except _click_exception() as e:  # bad flags and arguments
-        _show_click_error(e)
+        e.show()  # type: ignore[attr-defined]  # (it escapes the flags it quotes)
         code = EXIT_TOOL
     except KeyboardInterrupt:
         sys.stderr.write("lazyspec: interrupted\n")
@@ -564,16 +564,6 @@ def _report_internal(e: BaseException) -> int:
                    hint="this is a bug in lazyspec; rerun with --traceback and report it")
     write(sys.stderr, render(d, lambda _: None) + "\n")
     return EXIT_TOOL
-
-
-def _show_click_error(e: Exception) -> None:
-    """Click's message, through `write` as all output is (it quotes the flags it could not
-    read)."""
-    import io
-
-    buffer = io.StringIO()
-    e.show(file=buffer)  # type: ignore[attr-defined]
-    write(sys.stderr, buffer.getvalue())
 
 
 def _click_exception() -> tuple[type[Exception], ...]:

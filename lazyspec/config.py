@@ -127,11 +127,12 @@ def parse_shape(text: str, what: str = "--expect-output") -> tuple[int, ...]:
     if not parts or not all(re.fullmatch(r"[0-9]+", p) for p in parts):
         raise UsageError([Diagnostic("LS301", f"{what}: cannot read shape {_quoted(text)}",
                                      hint="for example 2,10")])
-    for p in parts:
-        if len(p.lstrip("0")) > len(str(MAX_DIM)) or int(p) > MAX_DIM:
+    digits = [p.lstrip("0") or "0" for p in parts]  # 5,000 zeros are no number Python reads
+    for p, d in zip(parts, digits, strict=True):
+        if len(d) > len(str(MAX_DIM)) or int(d) > MAX_DIM:
             raise UsageError([Diagnostic("LS301", f"{what}: dimension {_quoted(p)} is over the "
                                          "limit of 2**40", hint="for example 2,10")])
-    return tuple(int(p) for p in parts)
+    return tuple(int(d) for d in digits)
 
 
 def find_pyproject(start: Path) -> Path | None:

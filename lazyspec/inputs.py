@@ -91,10 +91,11 @@ def parse_input(text: str) -> InputShape:
             raise usage_error(f"bad dimension '{p[:60]}' in --input '{shown}'",
                               "dimensions are whole numbers >= 0 or names (B,3,H,W)")
         # Digits counted first: Python will not even read a decimal of over 4,300 digits.
-        if len(p.lstrip("0")) > len(str(MAX_DIM)) or int(p) > MAX_DIM:
+        digits = p.lstrip("0") or "0"
+        if len(digits) > len(str(MAX_DIM)) or int(digits) > MAX_DIM:
             raise usage_error(f"dimension {p[:60]}{'...' if len(p) > 60 else ''} in --input "
                               f"'{shown}' is too large", "the limit is 2**40")
-        shape.append(int(p))
+        shape.append(int(digits))
     dtype = canonical_dtype(m.group("dtype"), "input dtype") if m.group("dtype") else None
     return InputShape(m.group("name"), tuple(shape), dtype)
 

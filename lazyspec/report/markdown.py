@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def _cell(text: object) -> str:
-    return visible(str(text)).replace("|", "\\|")
+    return str(text).replace("|", "\\|")  # (`_text` escapes what the line holds)
 
 
 def _text(lines: list[str]) -> str:
