@@ -160,6 +160,8 @@ def load_config(start: Path | None = None, explicit: Path | None = None) -> Conf
     except ValueError as e:  # TOMLDecodeError, or a decimal past Python's 4,300-digit limit
         reason = e if isinstance(e, tomllib.TOMLDecodeError) else "a number too large to read"
         raise _config_error(path, f"invalid TOML: {reason}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise _config_error(path, "invalid TOML: nesting too deep") from None
     tool = data.get("tool", {})
     if not isinstance(tool, dict):
         raise _config_error(path, "[tool] must be a table")
