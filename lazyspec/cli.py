@@ -116,6 +116,8 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
             value = plain(load_yaml(raw, f"--set {key}")) if raw.strip() else ""
         except SpecError as e:
             first = e.diagnostics[0]
+            if first.code == "LS126":  # a number past the limits
+                raise usage_error(f"--set {key}: {first.message}", first.hint) from None
             if first.code != "LS101":
                 raise usage_error(f"--set {key}: the value is not plain YAML data "
                                   f"({first.message})", first.hint) from None
@@ -138,15 +140,18 @@ class Output:
     file: Path | None
     depth: int | None = None
 
+    @property
+    def color(self) -> bool:
+        return (self.format == "table" and self.file is None and sys.stdout.isatty()
+                and not os.environ.get("NO_COLOR"))
+
     def reporter(self) -> Any:
         from lazyspec.report import reporter
 
         if self.format not in FORMATS:
             raise usage_error(f"unknown format '{self.format}'", "use " + ", ".join(FORMATS))
-        color = (self.format == "table" and self.file is None and sys.stdout.isatty()
-                 and not os.environ.get("NO_COLOR"))
         width = None if self.file else _terminal_width()
-        return reporter(self.format, color=color, width=width, depth=self.depth)
+        return reporter(self.format, color=self.color, width=width, depth=self.depth)
 
     def report(self, kind: str, data: Any) -> None:
         """Render `data` with this output's reporter (`kind`: infer, gate or show) and write
@@ -160,20 +165,26 @@ class Output:
         self.emit(text, summary)
 
     def emit(self, text: str, summary_markdown: str | None = None) -> None:
+        """Write the report. Every line is guarded (see `write`) but an export written to a
+        file, which must hold exactly what the exporter wrote (and holds no raw control)."""
+        from lazyspec.textsafe import guard
+
         if not text:
             pass  # a failed table report: the diagnostics on stderr say it all
         elif self.file is not None:
             from lazyspec.fileio import atomic_write
 
+            if self.format != "export":
+                text = guard(text, commands=self.format == "github")
             atomic_write(self.file, text, "report")
         else:
-            write(sys.stdout, text)
+            write(sys.stdout, text, color=self.color, commands=self.format == "github")
         summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
         if self.format == "github" and summary_path and summary_markdown:
             from lazyspec.fileio import append_text
 
             try:
-                append_text(Path(summary_path), summary_markdown + "\n")
+                append_text(Path(summary_path), guard(summary_markdown) + "\n")
             except OSError as e:
                 raise usage_error(f"cannot append to $GITHUB_STEP_SUMMARY ({summary_path}): "
                                   f"{e.strerror or e}") from None
@@ -184,8 +195,13 @@ class Output:
 _ASCII = str.maketrans({"─": "-", "━": "-", "═": "=", "│": "|", "┃": "|", "…": "."})
 
 
-def write(stream: TextIO, text: str) -> None:
-    """Write to stdout or stderr in any encoding: never a UnicodeEncodeError."""
+def write(stream: TextIO, text: str, *, color: bool = False, commands: bool = False) -> None:
+    """Write to stdout or stderr in any encoding: never a UnicodeEncodeError, never a raw
+    control character (but, with `color`, the report's colours), never a line that GitHub's
+    runner would take as a workflow command (but, with `commands`, `--format github`'s own)."""
+    from lazyspec.textsafe import guard
+
+    text = guard(text, color=color, commands=commands)
     try:
         stream.write(text)
     except UnicodeEncodeError:  # the text wrapper encodes all of it before writing any
@@ -379,6 +395,9 @@ def export(
         raise usage_error(f"unknown export target '{to}'", "use " + ", ".join(TARGETS))
     if to == "state-dict" and output is None:
         raise usage_error("--to state-dict writes a binary file: give --output PATH")
+    if seed is not None and not -(2**63) <= seed < 2**64:  # what torch.manual_seed takes
+        raise usage_error("--seed is out of range", "a seed is a whole number from -2**63 to "
+                          "2**64 - 1")
     inputs = [parse_input(i) for i in input or []]
     param_dtype = checked_param_dtype(dtype)
     overrides = parse_sets(set_)
@@ -526,14 +545,14 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except typer.Exit as e:
         code = e.exit_code
     except _click_exception() as e:  # bad flags and arguments
-        e.show()  # type: ignore[attr-defined]
+        e.show()  # type: ignore[attr-defined]  # (it escapes the flags it quotes)
         code = EXIT_TOOL
     except KeyboardInterrupt:
         sys.stderr.write("lazyspec: interrupted\n")
         code = 130
     except Exception as e:  # lazyspec's own bug: say so, exit 2, never 1
         if SESSION.traceback:
-            traceback.print_exc()
+            write(sys.stderr, traceback.format_exc())
         code = _report_internal(e)
     sys.stdout.flush()
     raise SystemExit(code)

@@ -240,14 +240,28 @@ class Built:
 # --- params -------------------------------------------------------------------------------------
 
 
+class _Need(Exception):
+    """Raised inside a param's evaluation: it read `key`, which is not worked out yet."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
 class _LazyEnv(Mapping[str, Any]):
-    """Params evaluated on first use, so a param may depend on another in any order."""
+    """Params evaluated on first use, so a param may depend on another in any order.
+
+    Without recursion: a param whose evaluation reads one not yet worked out stops (`_Need`);
+    that one is worked out first, on a stack of our own, and the reader evaluated again. So a
+    chain of thousands (`a: ${b}`, `b: ${c}`, ...) resolves, in the order and with the results a
+    recursive evaluation would give: a cycle is what an evaluation really reads (not a branch
+    never taken), and a failure fails every param waiting on it, reported once."""
 
     def __init__(self, raw: Mapping[str, Param], parent: Mapping[str, Any] | None,
                  problems: list[Diagnostic]):
         self.raw, self.parent, self.problems = raw, parent or {}, problems
         self.done: dict[str, Any] = {}
-        self.active: list[str] = []
+        self.active: dict[str, None] = {}  # waiting on the next, in order (a dict: fast `in`)
         self.failed: set[str] = set()  # reported once, even when several params reach it
 
     def __getitem__(self, key: str) -> Any:
@@ -258,18 +272,35 @@ class _LazyEnv(Mapping[str, Any]):
         if key not in self.raw:
             return self.parent[key]
         if key in self.active:
-            cycle = " -> ".join([*self.active[self.active.index(key):], key])
+            chain = list(self.active)
+            cycle = _cycle_text([*chain[chain.index(key):], key])
             raise SpecError([Diagnostic("LS145", f"params depend on each other: {cycle}",
                                         self.raw[key].loc, hint="break the cycle")])
-        self.active.append(key)
+        if self.active:  # read by a param being evaluated: work it out first, from the loop
+            raise _Need(key)
+        return self._resolve(key)
+
+    def _resolve(self, root: str) -> Any:
+        stack = [root]
+        self.active[root] = None
         try:
-            self.done[key] = resolve(self.raw[key].value, self)
+            while stack:
+                key = stack[-1]
+                try:
+                    value = resolve(self.raw[key].value, self)
+                except _Need as need:  # evaluate `need.key`, then `key` again
+                    stack.append(need.key)
+                    self.active[need.key] = None
+                    continue
+                self.done[key] = value
+                del self.active[stack.pop()]
         except SpecError:
-            self.failed.add(key)
+            self.failed.update(stack)  # every param waiting on the failed one fails with it
             raise
         finally:
-            self.active.pop()
-        return self.done[key]
+            for key in stack:
+                self.active.pop(key, None)
+        return self.done[root]
 
     def __contains__(self, key: object) -> bool:
         return key in self.raw or key in self.parent
@@ -289,6 +320,13 @@ class _LazyEnv(Mapping[str, Any]):
             except SpecError as e:
                 self.problems.extend(e.diagnostics)
         return dict(self.done)
+
+
+def _cycle_text(names: list[str], shown: int = 8) -> str:
+    """`a -> b -> a`; a long cycle with its middle left out, so the message stays a line."""
+    if len(names) > 2 * shown:
+        names = [*names[:shown], f"... ({len(names) - 2 * shown:,} more)", *names[-shown:]]
+    return " -> ".join(names)
 
 
 def resolve_params(spec: Spec, options: BuildOptions,

@@ -86,21 +86,58 @@ def parse_bytes(text: str | int, what: str = "--max-bytes") -> int:
     return _scaled(text, _BYTE_SUFFIX, what, "for example 500MB, 2GiB or 1024")
 
 
+MAX_BUDGET = 2**63 - 1  # a budget past any model; read exactly, never through a float's infinity
+_DIGITS = len(str(MAX_BUDGET))
+
+
 def _scaled(text: str | int, suffixes: dict[str, int], what: str, example: str) -> int:
-    if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text < 0:
+            raise _budget_error(f"{what}: cannot read '{text}'" if text.bit_length() < 64 else
+                                f"{what}: cannot read a negative number", example)
+        if text > MAX_BUDGET:
+            raise _budget_error(f"{what}: the number is too large (limit: 2**63 - 1)", example)
         return text
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
-    if not m or m.group(2).upper() not in suffixes:
-        raise UsageError([Diagnostic("LS301", f"{what}: cannot read '{text}'", hint=example)])
-    return round(float(m.group(1)) * suffixes[m.group(2).upper()])
+    m = re.fullmatch(r"\s*([0-9]+)(?:\.([0-9]+))?\s*([A-Za-z]*)\s*", str(text))
+    if not m or m.group(3).upper() not in suffixes:
+        raise _budget_error(f"{what}: cannot read {_quoted(text)}", example)
+    whole, fraction = m.group(1).lstrip("0"), (m.group(2) or "")[:_DIGITS]
+    if len(whole) > _DIGITS:
+        raise _budget_error(f"{what}: the number is too large (limit: 2**63 - 1)", example)
+    # Exact arithmetic on the digits: 1.5B is 1,500,000,000, whatever a float would round to.
+    scale, unit = suffixes[m.group(3).upper()], int("1" + "0" * len(fraction))
+    value = (int(whole or "0") * unit + int(fraction or "0")) * scale
+    value = (2 * value + unit) // (2 * unit)  # to the nearest whole number, half up
+    if value > MAX_BUDGET:
+        raise _budget_error(f"{what}: the number is too large (limit: 2**63 - 1)", example)
+    return value
+
+
+def _budget_error(message: str, hint: str) -> UsageError:
+    return UsageError([Diagnostic("LS301", message, hint=hint)])
+
+
+def _quoted(text: object, limit: int = 60) -> str:
+    """A flag's value in a message: quoted, cut short (a value can be thousands of digits)."""
+    shown = str(text) if not isinstance(text, int) or text.bit_length() < 64 else "a number"
+    return f"'{shown}'" if len(shown) <= limit else f"'{shown[:limit]}...' ({len(shown):,} " \
+        "characters)"
 
 
 def parse_shape(text: str, what: str = "--expect-output") -> tuple[int, ...]:
+    """`2,10` or `[2, 10]`: whole numbers (ASCII digits), each at most inputs.MAX_DIM."""
+    from lazyspec.inputs import MAX_DIM
+
     parts = [p for p in re.split(r"[,\s]+", text.strip().strip("[]()")) if p]
-    if not parts or not all(p.isdigit() for p in parts):
-        raise UsageError([Diagnostic("LS301", f"{what}: cannot read shape '{text}'",
+    if not parts or not all(re.fullmatch(r"[0-9]+", p) for p in parts):
+        raise UsageError([Diagnostic("LS301", f"{what}: cannot read shape {_quoted(text)}",
                                      hint="for example 2,10")])
-    return tuple(int(p) for p in parts)
+    digits = [p.lstrip("0") or "0" for p in parts]  # 5,000 zeros are no number Python reads
+    for p, d in zip(parts, digits, strict=True):
+        if len(d) > len(str(MAX_DIM)) or int(d) > MAX_DIM:
+            raise UsageError([Diagnostic("LS301", f"{what}: dimension {_quoted(p)} is over the "
+                                         "limit of 2**40", hint="for example 2,10")])
+    return tuple(int(d) for d in digits)
 
 
 def find_pyproject(start: Path) -> Path | None:
@@ -128,8 +165,11 @@ def load_config(start: Path | None = None, explicit: Path | None = None) -> Conf
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise _config_error(path, f"cannot read {path}: {reason}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise _config_error(path, f"invalid TOML: {e}") from None
+    except ValueError as e:  # TOMLDecodeError, or a decimal past Python's 4,300-digit limit
+        why = str(e) if isinstance(e, tomllib.TOMLDecodeError) else "a number too large to read"
+        raise _config_error(path, f"invalid TOML: {why}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise _config_error(path, "invalid TOML: nesting too deep") from None
     tool = data.get("tool", {})
     if not isinstance(tool, dict):
         raise _config_error(path, "[tool] must be a table")
@@ -158,13 +198,19 @@ def _strings(value: Any, key: str, path: Path) -> list[str]:
 def _budgets(table: dict[str, Any], path: Path, where: str) -> Budgets:
     try:
         return Budgets(
-            parse_shape(str(table["expect-output"]), f"{where} expect-output")
+            _shape(table["expect-output"], f"{where} expect-output")
             if "expect-output" in table else None,
             parse_count(table["max-params"], f"{where} max-params")
             if "max-params" in table else None,
             parse_bytes(table["max-bytes"], f"{where} max-bytes") if "max-bytes" in table else None)
     except UsageError as e:
         raise _config_error(path, e.diagnostics[0].message, e.diagnostics[0].hint) from None
+
+
+def _shape(value: Any, what: str) -> tuple[int, ...]:
+    if isinstance(value, int) and value.bit_length() > 64:  # str() of it may not even work
+        raise _budget_error(f"{what}: the number is too large", "for example 2,10")
+    return parse_shape(str(value), what)
 
 
 def _input(text: str, where: str, path: Path) -> str:

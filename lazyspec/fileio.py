@@ -99,8 +99,9 @@ def _names_descriptor(path: Path) -> bool:
 
 
 def atomic_write(path: Path, text: str, what: str = "file") -> None:
-    """Replace `path` with `text` (UTF-8) in one step; a failure leaves the old file as it was."""
-    data = text.encode("utf-8")
+    """Replace `path` with `text` (UTF-8) in one step; a failure leaves the old file as it was.
+    A lone surrogate, which UTF-8 cannot hold, is written as its escape (`\\udc80`)."""
+    data = text.encode("utf-8", "backslashreplace")
     atomic_write_with(path, what, lambda f: f.write(data))
 
 

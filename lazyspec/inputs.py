@@ -78,25 +78,28 @@ _INPUT_RE = re.compile(r"^\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*=)?\s*(?P<dim
 def parse_input(text: str) -> InputShape:
     """Parse `2,20`, `idx=2,64:int64` or `[2, 20]`; raises UsageError."""
     m = _INPUT_RE.match(text)
+    shown = text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
     if not m:
-        raise usage_error(f"cannot read --input '{text}'",
+        raise usage_error(f"cannot read --input '{shown}'",
                           "write [NAME=]D1,D2,...[:DTYPE], for example 2,20 or idx=2,64:int64")
     dims_text = m.group("dims").strip().strip("[]()")
     parts = [p.strip() for p in re.split(r"[,\s]+", dims_text) if p.strip()] if dims_text else []
     if not parts:
-        raise usage_error(f"--input '{text}' has no dimensions", "for example --input 2,20")
+        raise usage_error(f"--input '{shown}' has no dimensions", "for example --input 2,20")
     shape: list[int | str] = []
     for p in parts:
         if re.fullmatch(r"[A-Za-z_]\w*", p):
             shape.append(p)  # a named, symbolic dimension
             continue
-        if not re.fullmatch(r"\d+", p):
-            raise usage_error(f"bad dimension '{p}' in --input '{text}'",
+        if not re.fullmatch(r"[0-9]+", p):
+            raise usage_error(f"bad dimension '{p[:60]}' in --input '{shown}'",
                               "dimensions are whole numbers >= 0 or names (B,3,H,W)")
-        value = int(p)
-        if value > MAX_DIM:
-            raise usage_error(f"dimension {p} in --input '{text}' is too large", None)
-        shape.append(value)
+        # Digits counted first: Python will not even read a decimal of over 4,300 digits.
+        digits = p.lstrip("0") or "0"
+        if len(digits) > len(str(MAX_DIM)) or int(digits) > MAX_DIM:
+            raise usage_error(f"dimension {p[:60]}{'...' if len(p) > 60 else ''} in --input "
+                              f"'{shown}' is too large", "the limit is 2**40")
+        shape.append(int(digits))
     dtype = canonical_dtype(m.group("dtype"), "input dtype") if m.group("dtype") else None
     return InputShape(m.group("name"), tuple(shape), dtype)
 
@@ -245,15 +248,30 @@ def _size_problem(shape: tuple[int, ...], itemsize: float) -> str | None:
 
 
 def _declared_shape(decl: InputDecl, params: Mapping[str, Any]) -> list[Any] | None:
+    """The declared dimensions, each a whole number or a name. Anything else (a boolean, a
+    float, a list, from a param or an expression) is the spec's fault, at the dimension."""
+    from lazyspec.errors import shown
+    from lazyspec.spec.parse import NAME_RE
+
     if decl.shape is None:
         return None
     out: list[Any] = []
-    for d in decl.shape:
+    problems: list[Diagnostic] = []
+    for i, d in enumerate(decl.shape):
+        where = decl.dim_locs[i] if i < len(decl.dim_locs) else decl.loc
         if isinstance(d, Expr):
-            d = evaluate(d, params)
+            where, d = d.loc, evaluate(d, params)
         elif isinstance(d, str) and d in params:
             d = params[d]  # a dimension named after a param takes its value
+        if isinstance(d, bool) or not isinstance(d, (int, str)) or \
+                (isinstance(d, str) and not NAME_RE.match(d)):
+            problems.append(Diagnostic(
+                "LS146", f"input '{decl.name}': dimension {i} is {shown(d)} "
+                f"({type(d).__name__}), not a whole number or a name", where,
+                hint="write a size such as 20, or a name such as B"))
         out.append(d)
+    if problems:
+        raise SpecError(problems)
     return out
 
 

@@ -10,11 +10,13 @@ MAX_NODES = 100_000  # after repeats, across all blocks
 
 
 def is_plain_value(value: Any) -> bool:
-    """A param override (`--set`, `set =` in [tool.lazyspec]): a number, a string, a boolean,
-    null, or a list of them."""
+    """A param override (`--set`, `set =` in [tool.lazyspec]): a number (an integer held to the
+    spec's 256 bits), a string, a boolean, null, or a list of them."""
     if isinstance(value, list):
         return all(is_plain_value(v) for v in value)
-    return value is None or isinstance(value, (int, float, str, bool))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value.bit_length() <= 256
+    return value is None or isinstance(value, (float, str, bool))
 
 
 @dataclass(frozen=True)

@@ -368,9 +368,10 @@ def test_bad_input(case: Bad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 def run_case(case: Bad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
              capsys: pytest.CaptureFixture[str],
-             prepare: Callable[[Path], object] | None = None) -> None:
+             prepare: Callable[[Path], object] | None = None) -> tuple[str, str]:
     """Write the case's files into tmp_path (then `prepare(tmp_path)`: links, devices), run it
-    in-process there and check exit code, diagnostic code and text (other catalogues use it)."""
+    in-process there and check exit code, diagnostic code and text (other catalogues use it).
+    Returns its stdout and stderr."""
     for name, content in case.files.items():
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -399,3 +400,4 @@ def run_case(case: Bad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         assert case.code in CODES
         assert f"error[{case.code}]" in err, shown
     assert case.text in (out if case.stdout else err), shown
+    return out, err

@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import itertools
 import keyword
-import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -24,6 +23,7 @@ from lazyspec.compile import Built, NodeKind, Pick, SpecModule, Step
 from lazyspec.result import InferResult
 from lazyspec.spec.parse import NAME_RE
 from lazyspec.tensors import TensorDecl
+from lazyspec.textsafe import visible
 
 
 class ExportError(ValueError):
@@ -301,4 +301,4 @@ def header(built: Built, result: InferResult, prefix: str, notes: list[str]) -> 
     lines = [f"Exported by `lazyspec export` from {built.spec.path} ({' '.join(options)}).",
              "Every size the dry run inferred is written out; parameter names are the spec's.",
              *notes]
-    return "".join(prefix + re.sub(r"[\r\n]+", " ", line) + "\n" for line in lines)
+    return "".join(prefix + visible(line) + "\n" for line in lines)  # one line each, escaped

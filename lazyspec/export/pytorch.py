@@ -15,6 +15,7 @@ from lazyspec.export.literals import identifier, py_literal
 from lazyspec.export.plan import PY_RESERVED, SPEC_RESERVED, Body, Call, Node, header, make_plan
 from lazyspec.result import InferResult
 from lazyspec.tensors import BUFFER_SCHEMES, TensorDecl, init_code
+from lazyspec.textsafe import visible
 
 
 def _inline_ops() -> dict[str, Callable[[list[str], dict[str, Any]], str]]:
@@ -111,8 +112,12 @@ def pytorch_code(built: Built, result: InferResult, class_name: str = "Model") -
 
 
 def _doc(text: str) -> str:
-    """Text that is safe inside a triple-quoted docstring: no quote can close it."""
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+    """Text that is safe inside a triple-quoted docstring: no quote can close it, and control
+    characters, NUL and lone surrogates show as escapes (`\\x00`) in the docstring itself:
+    Python source cannot hold a NUL, UTF-8 cannot write a surrogate, nor can a class's
+    docstring hold one. `##[` is written `#\\x23[`, the same text to Python but no GitHub
+    workflow command to a log that shows the file."""
+    return visible(text).replace("\\", "\\\\").replace('"', '\\"').replace("##[", "#\\x23[")
 
 
 def _tie_line(target: str, source: str) -> str:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from lazyspec.errors import Diagnostic
+from lazyspec.textsafe import source_lines, visible
 
 SourceLines = Callable[[str], list[str] | None]
 SOURCE_LIMIT = 16_000_000  # a file larger than this is not shown (as large as a lock may be)
 
+QUOTE_WIDTH = 160  # a quoted source line is cut to about this many characters around the caret
+
 
 def source_reader(known: Mapping[str, str] | None = None) -> SourceLines:
-    """Lines of a spec file: from texts already read, else from disk (None when unreadable)."""
-    cache: dict[str, list[str] | None] = {p: t.splitlines() for p, t in (known or {}).items()}
+    """Lines of a spec file: from texts already read, else from disk. None when unreadable, and
+    for a binary file (NUL bytes): its content is never quoted."""
+    cache: dict[str, list[str] | None] = {p: _text_lines(t) for p, t in (known or {}).items()}
 
     def lines(path: str) -> list[str] | None:
         if path not in cache:
@@ -21,7 +25,7 @@ def source_reader(known: Mapping[str, str] | None = None) -> SourceLines:
             from lazyspec.fileio import read_capped
 
             try:  # a lock file or pyproject.toml can be large, or a link to /dev/zero
-                cache[path] = read_capped(Path(path), SOURCE_LIMIT).decode("utf-8").splitlines()
+                cache[path] = _text_lines(read_capped(Path(path), SOURCE_LIMIT).decode("utf-8"))
             except (OSError, UnicodeDecodeError):
                 cache[path] = None
         return cache[path]
@@ -29,10 +33,44 @@ def source_reader(known: Mapping[str, str] | None = None) -> SourceLines:
     return lines
 
 
+def _text_lines(text: str) -> list[str] | None:
+    return None if "\0" in text else source_lines(text)
+
+
 def one_line(text: str) -> str:
-    """Spec-controlled text on one line: a newline in a YAML key must not start a line of its
-    own (CI runners read lines such as `::error ...` on stderr as commands)."""
-    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
+    """Spec-controlled text on one line, every control character shown as an escape: a newline
+    in a YAML key must not start a line of its own (CI runners read lines such as `::error ...`
+    as commands), an ESC must not reach the terminal."""
+    return visible(text)
+
+
+def quoted(line: str, col: int, width: int = QUOTE_WIDTH) -> tuple[str, int]:
+    """A source line as a diagnostic shows it, and where the caret goes under it: escaped (see
+    `one_line`) and, when long, cut to about `width` characters around column `col`."""
+    line = line.expandtabs(1)  # a tab is one column, as in YAML's positions
+    at = min(max(col - 1, 0), len(line))
+    beyond = max(col - 1 - len(line), 0)  # a caret after the end of the line
+    shown = visible(line)
+    if len(shown) <= width:
+        return shown, len(visible(line[:at])) + beyond
+    before = _fit(reversed(line[max(0, at - width):at]), width // 3)  # nearest the caret first
+    after = _fit(line[at:at + width], width - sum(map(len, before)))
+    head = "..." if len(before) < at else ""
+    tail = "..." if at + len(after) < len(line) else ""
+    text = head + "".join(reversed(before)) + "".join(after) + tail
+    return text, len(head) + sum(map(len, before)) + beyond
+
+
+def _fit(chars: Iterable[str], budget: int) -> list[str]:
+    """Escaped characters, in order, while they fit in `budget` characters."""
+    out = []
+    for c in chars:
+        piece = visible(c)
+        budget -= len(piece)
+        if budget < 0:
+            break
+        out.append(piece)
+    return out
 
 
 def render(d: Diagnostic, lines: SourceLines, ran: list[str] | None = None) -> str:
@@ -41,11 +79,11 @@ def render(d: Diagnostic, lines: SourceLines, ran: list[str] | None = None) -> s
     out = [f"{head}{d.severity}[{d.code}]: {one_line(d.message)}"]
     text = lines(loc.path) if loc else None
     if loc and text and 0 < loc.line <= len(text):
-        src = text[loc.line - 1].rstrip("\n").expandtabs(1)
+        src, caret = quoted(text[loc.line - 1], loc.col)
         number = str(loc.line)
         pad = " " * len(number)
         out.append(f" {number} | {src}")
-        out.append(f" {pad} | {' ' * (loc.col - 1)}^")
+        out.append(f" {pad} | {' ' * caret}^")
     out += [f"  {one_line(n)}" for n in d.notes]
     if len(d.trail) > 1:
         out.append(f"  in: {one_line(' > '.join(d.trail))}")
@@ -60,8 +98,8 @@ def _ran(ran: list[str], shown: int = 8) -> str:
     if not ran:
         return "(nothing: it was the first node)"
     if len(ran) <= shown:
-        return ", ".join(ran)
-    return f"{len(ran)} nodes, the last: " + ", ".join(ran[-shown:])
+        return one_line(", ".join(ran))
+    return f"{len(ran)} nodes, the last: " + one_line(", ".join(ran[-shown:]))
 
 
 def render_all(diagnostics: list[Diagnostic], lines: SourceLines,

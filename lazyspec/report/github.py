@@ -3,9 +3,11 @@ $GITHUB_STEP_SUMMARY when it is set (done by the CLI)."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from lazyspec.errors import Diagnostic, Location
+from lazyspec.textsafe import guard, visible
 
 if TYPE_CHECKING:
     from lazyspec.gate import GateReport, RunOutcome
@@ -16,7 +18,14 @@ MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error annotations per step
 
 
 def escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """A command's data: its line breaks as GitHub decodes them (`%0D`, `%0A`), every other
+    control character as a visible escape. Text from a spec is escaped by the caller first
+    (`message_lines`), so a line break in a name shows as `\\n` and never splits the message."""
+    return "".join(_BREAKS.get(part) or visible(part).replace("%", "%25")
+                   for part in re.split(r"(\r|\n)", text))
+
+
+_BREAKS = {"\r": "%0D", "\n": "%0A"}
 
 
 def escape_property(text: str) -> str:
@@ -32,8 +41,13 @@ def annotation(message: str, loc: Location | None, title: str, level: str = "err
 
 
 def diagnostic_annotation(d: Diagnostic) -> str:
-    body = "\n".join([d.message, *d.notes, *([f"hint: {d.hint}"] if d.hint else [])])
+    body = message_lines([d.message, *d.notes, *([f"hint: {d.hint}"] if d.hint else [])])
     return annotation(body, d.location, f"lazyspec {d.code}")
+
+
+def message_lines(parts: list[str]) -> str:
+    """A multi-line message from parts that may hold any text: each part one escaped line."""
+    return "\n".join(visible(p) for p in parts)
 
 
 def capped(lines: list[str]) -> list[str]:
@@ -53,11 +67,11 @@ class GithubReporter:
         if outcome.result is not None and not outcome.diagnostics:
             t = outcome.result.totals
             lines.append(f"lazyspec: {outcome.spec}: {t.params:,} parameters, ok")
-        return "".join(line + "\n" for line in lines)
+        return _text(lines)
 
     def show(self, preview: Preview) -> str:
         waiting = len(preview.unknown)
-        return (f"::notice title=lazyspec show::{escape_data(preview.spec)}: "
+        return (f"::notice title=lazyspec show::{escape_data(visible(preview.spec))}: "
                 f"{preview.known_params:,} parameters known before any input, {waiting} "
                 "parameter tensors wait for it\n")
 
@@ -67,16 +81,23 @@ class GithubReporter:
             lines += [diagnostic_annotation(d) for d in o.diagnostics]
             if o.drift:
                 where = _drift_location(o)
-                message = f"lock drift for {o.spec_key} [{o.key}]:\n" + "\n".join(o.drift)
+                message = message_lines([f"lock drift for {o.spec_key} [{o.key}]:", *o.drift])
                 lines.append(annotation(message, where, "lazyspec lock drift"))
         for e in report.unused:
-            lines.append(annotation(f"unused lock entry {e.spec} [{e.key}]",
+            lines.append(annotation(visible(f"unused lock entry {e.spec} [{e.key}]"),
                                     Location(str(report.lock_path), 1, 1),
                                     "lazyspec unused lock entry"))
         out = capped(lines)
         out.append(f"lazyspec {report.command}: {len(report.outcomes)} run(s), "
                    f"{sum(o.exit_code == 0 for o in report.outcomes)} ok")
-        return "".join(line + "\n" for line in out)
+        return _text(out)
+
+
+def _text(lines: list[str]) -> str:
+    """The output: lazyspec's own commands as built (their parts escaped), every other line
+    escaped and guarded, so that no text from a spec, a lock or a file name reads as a command."""
+    return "".join((line if line.startswith("::") else guard(visible(line))) + "\n"
+                   for line in lines)
 
 
 def _drift_location(o: RunOutcome) -> Location | None:

@@ -13,6 +13,7 @@ import re
 
 from lazyspec.graph import Graph, GraphNode, Subgraph
 from lazyspec.report import GRAPH_FORMATS
+from lazyspec.textsafe import visible
 
 INDENT = "    "
 
@@ -24,9 +25,9 @@ _MERMAID_CLASSES = {
 
 
 def _mermaid_text(text: str) -> str:
-    """Text for inside Mermaid's double quotes: one line, entity codes for `#"<>&` and
-    backticks (which would start a Markdown string)."""
-    text = " ".join(text.split())
+    """Text for inside Mermaid's double quotes: one line, other control characters escaped,
+    entity codes for `#"<>&` and backticks (which would start a Markdown string)."""
+    text = visible(" ".join(text.split()))
     text = (text.replace("#", "#35;").replace('"', "#quot;").replace("<", "#lt;")
             .replace(">", "#gt;").replace("&", "#amp;").replace("`", "#96;"))
     # Mermaid reads `direction TB` anywhere on a line as a statement, even in quotes.
@@ -34,7 +35,7 @@ def _mermaid_text(text: str) -> str:
 
 
 def _mermaid_comment(text: str) -> str:
-    return " ".join(text.split())  # one line; after `%% `, a `{` starts no directive
+    return visible(" ".join(text.split()))  # one line; after `%% `, a `{` starts no directive
 
 
 def _mermaid_node(node: GraphNode) -> str:
@@ -82,9 +83,12 @@ def to_mermaid(graph: Graph) -> str:
 
 
 def _dot_quote(text: str) -> str:
-    """A DOT double-quoted string: backslashes and quotes escaped, newlines as `\\n`."""
+    """A DOT double-quoted string: newlines as DOT's `\\n`, other control characters as visible
+    escapes, backslashes and quotes escaped."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    text = "\n".join(visible(line) for line in lines)
     text = text.replace("\\", "\\\\").replace('"', '\\"')
-    return '"' + text.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n") + '"'
+    return '"' + text.replace("\n", "\\n") + '"'
 
 
 def _dot_attrs(attrs: dict[str, str]) -> str:

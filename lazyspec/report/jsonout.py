@@ -90,14 +90,23 @@ def show_document(p: Preview) -> dict[str, Any]:
             "lazy_modules": p.lazy_modules}
 
 
+def dumps(document: dict[str, Any]) -> str:
+    """The document as JSON text, safe to print: `json.dumps` escapes every control character
+    and lone surrogate (and, with ensure_ascii, everything else beyond ASCII), and a `#` that
+    would complete GitHub's old `##[command]` prefix is written `\\u0023`, which decodes the
+    same. No line can start with `::`: each starts with a quote, a bracket or a number."""
+    text = json.dumps(document, indent=2, ensure_ascii=True)
+    return text.replace("##[", "#\\u0023[") + "\n"
+
+
 class JsonReporter:
     machine = True
 
     def infer(self, outcome: InferOutcome) -> str:
-        return json.dumps(infer_document(outcome), indent=2) + "\n"
+        return dumps(infer_document(outcome))
 
     def gate(self, report: GateReport) -> str:
-        return json.dumps(gate_document(report), indent=2) + "\n"
+        return dumps(gate_document(report))
 
     def show(self, preview: Preview) -> str:
-        return json.dumps(show_document(preview), indent=2) + "\n"
+        return dumps(show_document(preview))

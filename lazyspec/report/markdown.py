@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from lazyspec.errors import Diagnostic
 from lazyspec.report.text import cost_lines, fmt_bytes
 from lazyspec.shapes import format_dims, format_shape
+from lazyspec.textsafe import visible
 
 if TYPE_CHECKING:
     from lazyspec.gate import GateReport
@@ -15,7 +16,13 @@ if TYPE_CHECKING:
 
 
 def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return str(text).replace("|", "\\|")  # (`_text` escapes what the line holds)
+
+
+def _text(lines: list[str]) -> str:
+    """The document: each line escaped, so a name holding a line break or a control character
+    shows it as an escape and starts no line of its own."""
+    return "".join(visible(line) + "\n" for line in lines)
 
 
 def diagnostics_md(diagnostics: list[Diagnostic]) -> list[str]:
@@ -52,7 +59,7 @@ class MarkdownReporter:
             lines += [f"{line}  " for line in cost_lines(r)]
         if outcome.diagnostics:
             lines += ["", *diagnostics_md(outcome.diagnostics)]
-        return "\n".join(lines) + "\n"
+        return _text(lines)
 
     def show(self, preview: Preview) -> str:
         lines = [f"### lazyspec show: `{preview.spec}`", "",
@@ -66,7 +73,7 @@ class MarkdownReporter:
                          f"| {line} |")
         lines += ["", f"Known now: {preview.known_params:,} parameters; {len(preview.unknown)} "
                   "parameter tensors wait for the input."]
-        return "\n".join(lines) + "\n"
+        return _text(lines)
 
     def gate(self, report: GateReport) -> str:
         lines = [f"### lazyspec {report.command}: "
@@ -88,4 +95,4 @@ class MarkdownReporter:
         if report.unused:
             lines += ["", "Unused lock entries (remove them with `lazyspec lock`):", ""]
             lines += [f"- `{e.spec}` `{_cell(e.key)}`" for e in report.unused]
-        return "\n".join(lines) + "\n"
+        return _text(lines)

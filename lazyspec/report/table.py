@@ -13,6 +13,7 @@ from rich.text import Text
 from lazyspec.report.text import cost_lines, fmt_bytes, fmt_count
 from lazyspec.result import InferOutcome, InferResult
 from lazyspec.shapes import format_dims, format_shape
+from lazyspec.textsafe import visible
 
 if TYPE_CHECKING:
     from lazyspec.gate import GateReport
@@ -29,7 +30,9 @@ RICH_MAX_ROWS = 400
 
 def _table(title: str | None, columns: list[tuple[str, str]],
            rows: list[tuple[str, ...]]) -> RenderableType:
-    """A table in rich's SIMPLE_HEAD style; columns are (heading, "left" | "right")."""
+    """A table in rich's SIMPLE_HEAD style; columns are (heading, "left" | "right"). Cells are
+    shown escaped (names and paths come from specs, lock files and file names)."""
+    rows = [tuple(visible(cell) for cell in row) for row in rows]
     if len(rows) <= RICH_MAX_ROWS:
         table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False)
         for heading, justify in columns:
@@ -57,8 +60,9 @@ def render_table(result: InferResult, depth: int | None = None) -> RenderableTyp
     title = result.name or result.spec
     inputs = ", ".join(f"{i.name} [{', '.join(map(str, i.shape))}] {i.dtype}"
                        for i in result.inputs)
-    header = Text.assemble((title, "bold"), f"  ({result.spec})\n",
-                           f"input: {inputs}   device: {result.device}   dtype: {result.dtype}")
+    header = Text.assemble((visible(title), "bold"), f"  ({visible(result.spec)})\n",
+                           visible(f"input: {inputs}   device: {result.device}   "
+                                   f"dtype: {result.dtype}"))
 
     node_rows: list[tuple[str, ...]] = []
     for n in result.nodes:
@@ -103,7 +107,12 @@ def render_table(result: InferResult, depth: int | None = None) -> RenderableTyp
     if marked:
         lines.append("* counted once: " + "; ".join(f"{p.path} {p.shared}" for p in marked))
     lines += result.notes
-    return Group(header, nodes, params, Text("\n".join(lines)))
+    return Group(header, nodes, params, _lines(lines))
+
+
+def _lines(lines: list[str]) -> Text:
+    """Plain lines under a table, each escaped: notes and diffs hold names from specs and locks."""
+    return Text("\n".join(visible(line) for line in lines))
 
 
 def render_gate(report: GateReport) -> RenderableType:
@@ -120,7 +129,7 @@ def render_gate(report: GateReport) -> RenderableType:
             status += f" ({o.lock_status.replace('-', ' ')})"
         cells = (status, o.spec_key, o.key, f"{r.totals.params:,}" if r else "",
                  ", ".join(format_shape(x) for x in r.outputs) if r else "")
-        table.add_row(*(Text(cell) for cell in cells))
+        table.add_row(*(Text(visible(cell)) for cell in cells))
     lines: list[str] = []
     for o in report.outcomes:
         if o.drift:
@@ -136,11 +145,11 @@ def render_gate(report: GateReport) -> RenderableType:
     summary += f"; lock: {report.lock_path}" + (" (written)" if report.wrote_lock else "")
     lines.append(summary)
     lines += report.notes
-    return Group(table, Text("\n".join(lines)))
+    return Group(table, _lines(lines))
 
 
 def render_preview(p: Preview) -> RenderableType:
-    header = Text.assemble((p.name or p.spec, "bold"), f"  ({p.spec})\n",
+    header = Text.assemble((visible(p.name or p.spec), "bold"), f"  ({visible(p.spec)})\n",
                            "before any input: ? is a size the first pass of data will fix")
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("Parameter", overflow="fold")
@@ -152,7 +161,7 @@ def render_preview(p: Preview) -> RenderableType:
         name = param.path + (f" (tied to {param.tied})" if param.tied else "")
         count = "?" if param.count is None else f"{param.count:,}"
         cells = (name, param.op, format_dims(param.shape), count, _line(param.location))
-        table.add_row(*(Text(cell) for cell in cells))
+        table.add_row(*(Text(visible(cell)) for cell in cells))
     waiting = len(p.unknown)
     summary = (f"known now: {p.known_params:,} parameters; {waiting} of {len(p.params)} "
                "tensors wait for the input")

@@ -231,6 +231,9 @@ class _Evaluator:
 
     def eval(self, n: ast.expr) -> Any:  # one branch per allowed form
         if isinstance(n, ast.Constant):
+            if isinstance(n.value, int) and n.value.bit_length() > MAX_INT_BITS:
+                raise self.fail(n, "LS126", f"number too large (limit: {MAX_INT_BITS}-bit "
+                                "numbers)")
             return n.value
         if isinstance(n, ast.Name):
             if n.id in CONSTANT_NAMES:
@@ -375,6 +378,21 @@ def resolve(template: Any, env: Mapping[str, Any]) -> Any:
     if isinstance(template, dict):
         return {k: resolve(v, env) for k, v in template.items()}
     return template
+
+
+def names_read(template: Any) -> list[str]:
+    """The names the expressions inside a YAML value may read, in order, each once."""
+    found: dict[str, None] = {}
+    todo = [template]
+    while todo:  # a loop, not recursion: values nest as deep as YAML lets them
+        item = todo.pop()
+        if isinstance(item, Expr):
+            found.update((n.id, None) for n in ast.walk(item.node) if isinstance(n, ast.Name))
+        elif isinstance(item, dict):
+            todo.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            todo.extend(reversed(item))
+    return list(found)
 
 
 def _first_expr(template: Any) -> Expr | None:

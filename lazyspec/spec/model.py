@@ -34,6 +34,7 @@ class InputDecl:
     shape: list[Any] | None  # ints, dim names (str) or Expr; None: any shape
     dtype: str | None
     loc: Location
+    dim_locs: list[Location] = field(default_factory=list)  # where each dimension is written
     range: list[Any] | None = None  # [lo, hi): the values an integer input holds (ints or Expr)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import keyword
 import os
 import re
@@ -242,10 +243,12 @@ class _Parser:
                     else:
                         self.problem("LS146", "dtype must be a name such as int64", dnode.loc)
             shape = None
+            dim_locs: list[Location] = []
             if shape_node is not None and not (isinstance(shape_node, YScalar)
                                                and shape_node.value is None):
                 if isinstance(shape_node, YSeq):
                     shape = [self.value(d) for d in shape_node.items]
+                    dim_locs = [d.loc for d in shape_node.items]
                     for d, dn in zip(shape, shape_node.items, strict=True):
                         if not isinstance(d, (int, str, Expr)) or isinstance(d, bool):
                             self.problem("LS146", "a dimension is a number, a name or ${expr}",
@@ -254,7 +257,7 @@ class _Parser:
                     self.problem("LS146", "an input's shape is a list such as [B, 20]",
                                  shape_node.loc)
             value_range = self.input_range(val.get("range")) if isinstance(val, YMap) else None
-            out.append(InputDecl(str(key.value), shape, dtype, key.loc, value_range))
+            out.append(InputDecl(str(key.value), shape, dtype, key.loc, dim_locs, value_range))
         return out
 
     def input_range(self, node: YNode | None) -> list[Any] | None:
@@ -483,6 +486,8 @@ def read_text(path: Path) -> str:
         data = read_capped(path, MAX_FILE_BYTES)
     except FileTooLarge:
         raise SpecError([_too_large(str(path))]) from None
+    if b"\0" in data:  # /proc/self/environ, an image: never read (or quoted) as YAML text
+        raise OSError(errno.EINVAL, "it is a binary file (it holds NUL bytes), not YAML text")
     return data.decode("utf-8")
 
 

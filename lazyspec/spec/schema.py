@@ -19,7 +19,14 @@ import json
 from typing import Any
 
 from lazyspec.inputs import DTYPES
-from lazyspec.spec.parse import BLOCK_KEYS, INPUT_KEYS, NAME_RE, NODE_KEYS, TOP_LEVEL_KEYS
+from lazyspec.spec.parse import (
+    BLOCK_KEYS,
+    INPUT_KEYS,
+    LATER_NODE_KEYS,
+    NAME_RE,
+    NODE_KEYS,
+    TOP_LEVEL_KEYS,
+)
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = "https://lazyspec.dev/schema/spec-v1.json"
@@ -113,6 +120,10 @@ def _defs() -> dict[str, Schema]:
                   "type": ["array", "null"], "items": _ref("dim")},
         "dtype": {"description": "The input's dtype (default: the --dtype, float32).",
                   "enum": list(DTYPES)},
+        "range": {"description": "The values an integer input holds, [lo, hi) (hi excluded): "
+                                 "`range: [0, vocab_size]`; an Embedding it indexes must have "
+                                 "hi rows.",
+                  "type": "array", "items": _ref("dim"), "minItems": 2, "maxItems": 2},
     }
     _check_keys(INPUT_KEYS, input_props, "an input")
     defs["input"] = {
@@ -240,6 +251,10 @@ def _defs() -> dict[str, Schema]:
         # share, plus the name (a name key or `name:`, not both), plus in/when.
         **_counted(share_keys, 2, exact=False),
     }
+    # `- index: Embedding(10, 4)`: a node whose one key is a key added after version 1 is named
+    # by it, as it was before that key existed.
+    lone_later_key: Schema = {"maxProperties": 1,
+                              "anyOf": [{"required": [k]} for k in LATER_NODE_KEYS]}
     defs["nodeMapping"] = {
         "type": "object",
         "propertyNames": _ref("name"),
@@ -247,7 +262,9 @@ def _defs() -> dict[str, Schema]:
         "then": _ref("opNode"),
         "else": {"if": {"required": ["share"]},
                  "then": _ref("shareNode"),
-                 "else": _ref("namedNode")},
+                 "else": {"if": lone_later_key,
+                          "then": {"additionalProperties": _ref("op")},
+                          "else": _ref("namedNode")}},
     }
     defs["node"] = {
         "description": "A node: an op (`ReLU`, `LazyLinear(256)`), a named node "

@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 
 from lazyspec.errors import Diagnostic, Location, SpecError
+from lazyspec.spec.expr import MAX_INT_BITS  # numbers in YAML are held to the same limit
+from lazyspec.textsafe import source_lines
 
 MAX_FILE_BYTES = 1_000_000
 MAX_DEPTH = 64
@@ -151,9 +153,8 @@ def _code(character: Any) -> int:
 
 
 def _offset_location(text: str, path: str, offset: int) -> Location:
-    before = text[:offset]
-    line = before.count("\n") + 1
-    return Location(path, line, offset - (before.rfind("\n") + 1) + 1)
+    before = source_lines(text[:offset] + ".")  # the dot: the line the offset is on
+    return Location(path, len(before), len(before[-1]))
 
 
 def _yaml_diag(e: yaml.MarkedYAMLError, path: str, text: str) -> Diagnostic:
@@ -190,7 +191,7 @@ def _convert(node: yaml.Node, path: str, lines: list[str], problems: list[Diagno
     if isinstance(node, yaml.ScalarNode):
         value: Any = node.value
         if node.tag in _PLAIN_TAGS and node.tag != "tag:yaml.org,2002:str":
-            value = yaml.SafeLoader.yaml_constructors[node.tag](_CONSTRUCTOR, node)
+            value = _number(node, loc, problems)
         raw = ""
         if node.start_mark.line == node.end_mark.line and node.start_mark.line < len(lines):
             raw = lines[node.start_mark.line][node.start_mark.column:node.end_mark.column]
@@ -217,6 +218,23 @@ def _convert(node: yaml.Node, path: str, lines: list[str], problems: list[Diagno
 
 
 _CONSTRUCTOR = yaml.SafeLoader("")
+
+
+def _number(node: yaml.ScalarNode, loc: Location, problems: list[Diagnostic]) -> Any:
+    """A plain scalar's value (int, float, bool, None). An integer is held to MAX_INT_BITS here,
+    where it enters: Python refuses to read or print a decimal of more than 4,300 digits, and a
+    hexadecimal one reads into a number no message could show."""
+    try:
+        value = yaml.SafeLoader.yaml_constructors[node.tag](_CONSTRUCTOR, node)
+        too_large = isinstance(value, int) and value.bit_length() > MAX_INT_BITS
+    except ValueError:  # a decimal past Python's own conversion limit
+        value, too_large = None, True
+    if too_large:
+        problems.append(Diagnostic(
+            "LS126", f"integer of {len(node.value):,} characters is too large "
+            f"(limit: {MAX_INT_BITS}-bit numbers)", loc, hint="a size or a count is far smaller"))
+        return 0
+    return value
 
 
 def plain(node: YNode) -> Any:
