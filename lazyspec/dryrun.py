@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 import sys
 import time
@@ -35,6 +34,7 @@ from lazyspec.errors import (
     usage_error,
 )
 from lazyspec.inputs import DTYPES, InputShape
+from lazyspec.memory import available_memory
 from lazyspec.result import (
     InferResult,
     InputRecord,
@@ -435,21 +435,12 @@ def forward_bytes(result: InferResult) -> int:
 
 
 def free_memory(device: str) -> int | None:
-    """Free memory on the device, or None when it cannot be told."""
+    """Free memory on the device, or None when it cannot be told. On the host: the smaller of
+    MemAvailable and the room under this process's cgroup limit (lazyspec.memory)."""
     if device.startswith("cuda"):
         free, _total = torch.cuda.mem_get_info(torch.device(device))
         return int(free)
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+    return available_memory()
 
 
 def _peak_bytes(device: torch.device) -> int | None:
