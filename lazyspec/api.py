@@ -27,11 +27,12 @@ class LoadedSpec:
 
     def options(self, device: str = "meta", dtype: str = "float32",
                 params: Mapping[str, Any] | None = None, scale: str | None = None,
-                allow: Sequence[str] = ()) -> Any:
+                allow: Sequence[str] = (), max_op_tensors: int | None = None) -> Any:
         from lazyspec.compile import BuildOptions
 
+        limits = {} if max_op_tensors is None else {"max_op_tensors": max_op_tensors}
         return BuildOptions(device=device, dtype=param_dtype(dtype), allow=tuple(allow),
-                            overrides=dict(params or {}), scale=scale)
+                            overrides=dict(params or {}), scale=scale, **limits)
 
     def build(self, device: str = "meta", dtype: str = "float32",
               params: Mapping[str, Any] | None = None, scale: str | None = None,

@@ -89,6 +89,14 @@ LockOpt = Annotated[Path | None, typer.Option(
     "--lock", help="The lock file (default: `lock` under [tool.lazyspec], else lazyspec.lock).")]
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", help="The pyproject.toml to read (default: the nearest one).")]
+MaxOpTensorsOpt = Annotated[int | None, typer.Option(
+    "--max-op-tensors", min=1, help="Most modules and tensors one op may create while it is "
+    "built (default 10,000; past it: LS126).")]
+
+
+def _limits(max_op_tensors: int | None) -> dict[str, Any]:
+    """BuildOptions' limits that the flags set (the defaults live with the build, in torch)."""
+    return {} if max_op_tensors is None else {"max_op_tensors": max_op_tensors}
 
 
 def parse_sets(items: list[str] | None) -> dict[str, Any]:
@@ -242,6 +250,7 @@ def infer(
     max_params: MaxParamsOpt = None,
     max_bytes: MaxBytesOpt = None,
     config: ConfigOpt = None,
+    max_op_tensors: MaxOpTensorsOpt = None,
 ) -> None:
     """Compile SPEC, dry-run it with the input shape, and print the inferred shapes."""
     from lazyspec.inputs import param_dtype as checked_param_dtype
@@ -268,7 +277,7 @@ def infer(
         _sources.update(parsed.sources)
         options = BuildOptions(device=device, dtype=param_dtype,
                                allow=settings.allow + tuple(allow or ()),
-                               overrides=overrides, scale=scale)
+                               overrides=overrides, scale=scale, **_limits(max_op_tensors))
         outcome.result = dryrun.infer(parsed, options, inputs)
         outcome.diagnostics = check_budgets(outcome.result, budgets)
     except UsageError:
@@ -297,6 +306,7 @@ def show(
     format: FormatOpt = "table",
     output_file: OutputFileOpt = None,
     config: ConfigOpt = None,
+    max_op_tensors: MaxOpTensorsOpt = None,
 ) -> None:
     """The model before any input: parameter shapes, with ? for sizes the data will fix."""
     out = Output(format, output_file)
@@ -311,7 +321,8 @@ def show(
     parsed = parse_file(spec)
     _sources.update(parsed.sources)
     built = build(parsed, BuildOptions(allow=settings.allow + tuple(allow or ()),
-                                       overrides=overrides, scale=scale))
+                                       overrides=overrides, scale=scale,
+                                       **_limits(max_op_tensors)))
     out.emit(report.show(preview(built)), None)
 
 
@@ -327,6 +338,7 @@ def graph(
     allow: AllowOpt = None,
     output_file: OutputFileOpt = None,
     config: ConfigOpt = None,
+    max_op_tensors: MaxOpTensorsOpt = None,
 ) -> None:
     """The architecture as a diagram; with --input, the shapes ride on the edges."""
     from lazyspec.inputs import parse_input
@@ -340,7 +352,7 @@ def graph(
     from lazyspec.graph import graph_for
 
     text = graph_for(spec, inputs, fmt=format, depth=depth, params=overrides, scale=scale,
-                     allow=settings.allow + tuple(allow or ()))
+                     allow=settings.allow + tuple(allow or ()), **_limits(max_op_tensors))
     Output(format, output_file).emit(text, None)
 
 
@@ -365,6 +377,7 @@ def export(
     scale: ScaleOpt = None,
     allow: AllowOpt = None,
     config: ConfigOpt = None,
+    max_op_tensors: MaxOpTensorsOpt = None,
 ) -> None:
     """The materialised model: an explicit spec, PyTorch code, or an initialised state dict."""
     from lazyspec.inputs import param_dtype as checked_param_dtype
@@ -395,7 +408,7 @@ def export(
     _sources.update(parsed.sources)
     options = BuildOptions(device=device if to == "state-dict" else "meta", dtype=param_dtype,
                            allow=settings.allow + tuple(allow or ()), overrides=overrides,
-                           scale=scale)
+                           scale=scale, **_limits(max_op_tensors))
     built, result = dryrun.run_spec(parsed, options, inputs)
     try:
         if to == "state-dict":
@@ -421,7 +434,8 @@ def schema() -> None:
 
 def _gate(paths: list[Path] | None, update: bool, lock: Path | None, input: list[str] | None,
           device: str, dtype: str, set_: list[str] | None, scale: str | None,
-          allow: list[str] | None, out: Output, budgets: Any, config: Path | None) -> None:
+          allow: list[str] | None, out: Output, budgets: Any, config: Path | None,
+          max_op_tensors: int | None = None) -> None:
     from lazyspec.inputs import param_dtype as checked_param_dtype
     from lazyspec.inputs import parse_input
 
@@ -437,7 +451,8 @@ def _gate(paths: list[Path] | None, update: bool, lock: Path | None, input: list
 
     options = gate.GateOptions(device=device, dtype=param_dtype, allow=tuple(allow or ()),
                                inputs=tuple(input or ()), scale=scale,
-                               sets=tuple(sorted(sets.items())), budgets=budgets)
+                               sets=tuple(sorted(sets.items())), budgets=budgets,
+                               max_op_tensors=max_op_tensors)
     result = gate.run_all(list(paths or []), settings, options, update=update,
                           lock_path=lock or settings.lock)
     for o in result.outcomes:
@@ -469,11 +484,13 @@ def check(
     max_params: MaxParamsOpt = None,
     max_bytes: MaxBytesOpt = None,
     config: ConfigOpt = None,
+    max_op_tensors: MaxOpTensorsOpt = None,
 ) -> None:
     """Check specs against the lock file and budgets (the CI gate). Writes nothing but with
     --update."""
     _gate(paths, update, lock, input, device, dtype, set_, scale, allow,
-          Output(format, output_file), _budgets(expect_output, max_params, max_bytes), config)
+          Output(format, output_file), _budgets(expect_output, max_params, max_bytes), config,
+          max_op_tensors)
 
 
 @app.command("lock")
@@ -489,12 +506,13 @@ def lock_(
     format: FormatOpt = "table",
     output_file: OutputFileOpt = None,
     config: ConfigOpt = None,
+    max_op_tensors: MaxOpTensorsOpt = None,
 ) -> None:
     """Write or refresh the lock file (atomically) from dry runs of the specs."""
     from lazyspec.config import Budgets
 
     _gate(paths, True, lock, input, device, dtype, set_, scale, allow,
-          Output(format, output_file), Budgets(), config)
+          Output(format, output_file), Budgets(), config, max_op_tensors)
 
 
 # --- running --------------------------------------------------------------------------------

@@ -143,6 +143,7 @@ class GateOptions:
     scale: str | None = None
     sets: tuple[tuple[str, Any], ...] = ()
     budgets: Budgets = field(default_factory=Budgets)
+    max_op_tensors: int | None = None  # --max-op-tensors; None: the build's default
 
 
 def plan(specs: list[Path], config: Config, options: GateOptions,
@@ -182,7 +183,9 @@ def run_one(spec: Path, run: RunConfig, key_root: Path, options: GateOptions,
         parsed = parse_file(spec)
         build_options = BuildOptions(
             device=options.device, dtype=options.dtype, allow=config.allow + options.allow,
-            overrides=dict(run.sets), scale=run.scale)
+            overrides=dict(run.sets), scale=run.scale,
+            **({} if options.max_op_tensors is None else
+               {"max_op_tensors": options.max_op_tensors}))
         outcome.result = dryrun.infer(parsed, build_options, [to_input(i) for i in run.inputs])
     except LazyspecError as e:
         for d in e.diagnostics:  # in a report of many specs, every problem names its spec
