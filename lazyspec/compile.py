@@ -38,7 +38,7 @@ from lazyspec.spec.model import Block, Graph, Node, Param, Ref, Spec, Tie
 # Work is bounded by what a spec asks for, measured by bench/hostile.py: a spec at these limits
 # is compiled and dry-run in well under a minute on a 2-core machine. 100,000 nodes took ~160 s.
 MAX_NODES = 20_000  # after repeats, across all blocks
-MAX_MODEL_TENSORS = 40_000  # modules and tensors all ops' constructors create together
+MAX_MODEL_TENSORS = 20_000  # modules and tensors all ops' constructors create together
 MAX_BLOCK_DEPTH = 32
 FAILED = object()  # an expression that could not be evaluated (already reported)
 
