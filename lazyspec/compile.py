@@ -21,6 +21,7 @@ from lazyspec.construction import (
     MAX_OP_TENSORS,
     ConstructionLimit,
     bounded,
+    installed,
     responsible_argument,
 )
 from lazyspec.errors import (
@@ -766,7 +767,8 @@ def build(spec: Spec, options: BuildOptions) -> Built:
     builder = _Builder(spec, options)
     builder.problems = problems
     builder.spec_params = params
-    root = builder.graph(spec.graph, params, "", (), ())
+    with installed():  # the construction bound's hooks, once for every op
+        root = builder.graph(spec.graph, params, "", (), ())
     problems.extend(check_ties(root, spec.ties))
     if problems:
         raise SpecError(problems)

@@ -102,16 +102,26 @@ def _uninstall() -> None:
 
 
 @contextlib.contextmanager
+def installed() -> Iterator[None]:
+    """Keep the counting hooks installed through the body: many bounded builds in a row (a
+    whole spec) then pay for installing them once. They count only inside `bounded`."""
+    _install()
+    try:
+        yield
+    finally:
+        _uninstall()
+
+
+@contextlib.contextmanager
 def bounded(limit: int) -> Iterator[Budget]:
     """Count what is built in the body (on this thread); raise ConstructionLimit past `limit`."""
     budget, outer = Budget(limit), _current()
-    _install()
-    _active.budget = budget
-    try:
-        yield budget
-    finally:
-        _active.budget = outer
-        _uninstall()
+    with installed():
+        _active.budget = budget
+        try:
+            yield budget
+        finally:
+            _active.budget = outer
 
 
 def count_created(build: Callable[[], object], limit: int) -> int | None:
