@@ -29,9 +29,10 @@ class LoadedSpec:
 
     def options(self, device: str = "meta", dtype: str = "float32",
                 params: Mapping[str, Any] | None = None, scale: str | None = None,
-                allow: Sequence[str] = ()) -> BuildOptions:
+                allow: Sequence[str] = (), max_op_tensors: int | None = None) -> BuildOptions:
+        limits = {} if max_op_tensors is None else {"max_op_tensors": max_op_tensors}
         return BuildOptions(device=device, dtype=param_dtype(dtype), allow=tuple(allow),
-                            overrides=dict(params or {}), scale=scale)
+                            overrides=dict(params or {}), scale=scale, **limits)
 
     def run(self, inputs: Sequence[InputLike], stage: engine.Stage, **options: Any,
             ) -> engine.Outcome:

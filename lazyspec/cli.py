@@ -97,6 +97,14 @@ LockOpt = Annotated[Path | None, typer.Option(
     "--lock", help="The lock file (default: `lock` under [tool.lazyspec], else lazyspec.lock).")]
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", help="The pyproject.toml to read (default: the nearest one).")]
+MaxOpTensorsOpt = Annotated[int | None, typer.Option(
+    "--max-op-tensors", min=1, help="Most modules and tensors one op may create while it is "
+    "built (default 10,000; past it: LS126).")]
+
+
+def _limits(max_op_tensors: int | None) -> dict[str, Any]:
+    """BuildOptions' limits that the flags set (the defaults live with the build, in torch)."""
+    return {} if max_op_tensors is None else {"max_op_tensors": max_op_tensors}
 
 
 def parse_sets(items: list[str] | None) -> dict[str, Any]:
@@ -243,12 +251,12 @@ def _show_diagnostics(diagnostics: list[Diagnostic], ran: list[str] | None = Non
 
 def _build_options(settings: Any, allow: list[str] | None, *, device: str = "meta",
                    dtype: str = "float32", sets: dict[str, Any] | None = None,
-                   scale: str | None = None) -> Any:
+                   scale: str | None = None, max_op_tensors: int | None = None) -> Any:
     """BuildOptions from flags and [tool.lazyspec]: the config's allowlist, then --allow."""
     from lazyspec.options import BuildOptions
 
     return BuildOptions(device=device, dtype=dtype, allow=settings.allow + tuple(allow or ()),
-                        overrides=sets or {}, scale=scale)
+                        overrides=sets or {}, scale=scale, **_limits(max_op_tensors))
 
 
 def _run(spec: Path, options: Any, inputs: list[Any] | None = None, budgets: Any = None,
@@ -279,6 +287,7 @@ def infer(
     max_params: MaxParamsOpt = None,
     max_bytes: MaxBytesOpt = None,
     config: ConfigOpt = None,
+    max_op_tensors: MaxOpTensorsOpt = None,
 ) -> None:
     """Compile SPEC, dry-run it with the input shape, and print the inferred shapes."""
     from lazyspec.inputs import param_dtype as checked_param_dtype
@@ -294,7 +303,7 @@ def infer(
     settings = _config(config)
     device = check_device(device)
     options = _build_options(settings, allow, device=device, dtype=param_dtype, sets=overrides,
-                             scale=scale)
+                             scale=scale, max_op_tensors=max_op_tensors)
     outcome = _run(spec, options, inputs, budgets)
     out.report("infer", outcome.report())
     if outcome.exit_code:
@@ -310,14 +319,15 @@ def show(
     format: FormatOpt = "table",
     output_file: OutputFileOpt = None,
     config: ConfigOpt = None,
+    max_op_tensors: MaxOpTensorsOpt = None,
 ) -> None:
     """The model before any input: parameter shapes, with ? for sizes the data will fix."""
     out = Output(format, output_file)
     out.reporter()
     overrides = parse_sets(set_)
     settings = _config(config)
-    outcome = _run(spec, _build_options(settings, allow, sets=overrides, scale=scale),
-                   stage="compile")
+    outcome = _run(spec, _build_options(settings, allow, sets=overrides, scale=scale,
+                                        max_op_tensors=max_op_tensors), stage="compile")
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
 
@@ -340,6 +350,7 @@ def graph(
     allow: AllowOpt = None,
     output_file: OutputFileOpt = None,
     config: ConfigOpt = None,
+    max_op_tensors: MaxOpTensorsOpt = None,
 ) -> None:
     """The architecture as a diagram; with --input, the shapes ride on the edges."""
     from lazyspec.inputs import parse_input
@@ -352,7 +363,8 @@ def graph(
 
     from lazyspec.graph import diagram
 
-    options = _build_options(settings, allow, sets=overrides, scale=scale)
+    options = _build_options(settings, allow, sets=overrides, scale=scale,
+                             max_op_tensors=max_op_tensors)
     outcome = diagram(spec, inputs, options)
     _show_diagnostics(outcome.diagnostics, outcome.ran, outcome.sources)
     if outcome.exit_code:
@@ -385,6 +397,7 @@ def export(
     scale: ScaleOpt = None,
     allow: AllowOpt = None,
     config: ConfigOpt = None,
+    max_op_tensors: MaxOpTensorsOpt = None,
 ) -> None:
     """The materialised model: an explicit spec, PyTorch code, or an initialised state dict."""
     from lazyspec.inputs import param_dtype as checked_param_dtype
@@ -413,7 +426,8 @@ def export(
     except ValueError as e:
         raise usage_error(f"--init {init}: {e}") from None
     options = _build_options(settings, allow, device=device if to == "state-dict" else "meta",
-                             dtype=param_dtype, sets=overrides, scale=scale)
+                             dtype=param_dtype, sets=overrides, scale=scale,
+                             max_op_tensors=max_op_tensors)
     outcome = _run(spec, options, inputs)
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
@@ -450,8 +464,8 @@ def schema() -> None:
 
 def _gate(paths: list[Path] | None, update: bool, lock: Path | None, input: list[str] | None,
           device: str, dtype: str, set_: list[str] | None, scale: str | None,
-          allow: list[str] | None, out: Output, budgets: Any, config: Path | None,
-          force: bool = False) -> None:
+          allow: list[str] | None, out: Output, budgets: Any, config: Path | None, *,
+          force: bool = False, max_op_tensors: int | None = None) -> None:
     from lazyspec.inputs import param_dtype as checked_param_dtype
     from lazyspec.inputs import parse_input
     from lazyspec.options import check_device
@@ -468,7 +482,8 @@ def _gate(paths: list[Path] | None, update: bool, lock: Path | None, input: list
 
     options = gate.GateOptions(device=device, dtype=param_dtype, allow=tuple(allow or ()),
                                inputs=tuple(input or ()), scale=scale,
-                               sets=tuple(sorted(sets.items())), budgets=budgets)
+                               sets=tuple(sorted(sets.items())), budgets=budgets,
+                               max_op_tensors=max_op_tensors)
     result = gate.run_all(list(paths or []), settings, options, update=update,
                           lock_path=lock or settings.lock, force=force)
     for o in result.outcomes:
@@ -495,11 +510,13 @@ def check(
     max_params: MaxParamsOpt = None,
     max_bytes: MaxBytesOpt = None,
     config: ConfigOpt = None,
+    max_op_tensors: MaxOpTensorsOpt = None,
 ) -> None:
     """Check specs against the lock file and budgets (the CI gate). Writes nothing but with
     --update."""
     _gate(paths, update, lock, input, device, dtype, set_, scale, allow,
-          Output(format, output_file), _budgets(expect_output, max_params, max_bytes), config)
+          Output(format, output_file), _budgets(expect_output, max_params, max_bytes), config,
+          max_op_tensors=max_op_tensors)
 
 
 @app.command("lock")
@@ -518,12 +535,14 @@ def lock_(
     force: Annotated[bool, typer.Option(
         "--force", help="Replace the lock file even when it cannot be read (a damaged lock, a "
         "merge conflict, another file): entries of specs not in this run are dropped.")] = False,
+    max_op_tensors: MaxOpTensorsOpt = None,
 ) -> None:
     """Write or refresh the lock file (atomically) from dry runs of the specs."""
     from lazyspec.config import Budgets
 
     _gate(paths, True, lock, input, device, dtype, set_, scale, allow,
-          Output(format, output_file), Budgets(), config, force)
+          Output(format, output_file), Budgets(), config, force=force,
+          max_op_tensors=max_op_tensors)
 
 
 # --- running --------------------------------------------------------------------------------

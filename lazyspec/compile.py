@@ -19,6 +19,13 @@ from torch import nn
 
 from lazyspec import ops
 from lazyspec.checks import DeclaredInput, check_block_inputs
+from lazyspec.construction import (
+    MAX_OP_TENSORS,
+    ConstructionLimit,
+    bounded,
+    installed,
+    responsible_argument,
+)
 from lazyspec.errors import (
     AlreadyReported,
     Diagnostic,
@@ -31,7 +38,7 @@ from lazyspec.errors import (
     usage_error,
 )
 from lazyspec.options import BuildOptions, check_device
-from lazyspec.spec.expr import Expr, OpCall, Span, parse_expr, resolve
+from lazyspec.spec.expr import Arg, Expr, OpCall, Span, parse_expr, resolve
 from lazyspec.spec.model import Block, Graph, Node, Param, Ref, Spec, Tie
 from lazyspec.spec.parse import NAME_RE
 from lazyspec.tensors import (
@@ -46,6 +53,17 @@ from lazyspec.ties import check_ties
 
 MAX_BLOCK_DEPTH = 32
 FAILED = object()  # an expression that could not be evaluated (already reported)
+
+# Where the model is built and in which dtype is the choice of the person running lazyspec
+# (--device, --dtype): a spec's `device='cpu'` would make the default `meta` dry run allocate
+# real memory. These arguments place tensors, set their dtype or layout, or pass tensors in.
+PLACEMENT_ARGS = {
+    "device": "--device chooses where lazyspec builds (meta by default, which allocates nothing)",
+    "dtype": "--dtype chooses the parameter dtype",
+    "device_ids": "it places the module on devices", "output_device": "it places tensors",
+    "layout": "it chooses how tensors are stored", "memory_format": "it chooses how tensors are "
+    "stored", "pin_memory": "it allocates pinned memory", "factory_kwargs": "it places tensors",
+}
 
 
 class NodeKind(enum.Enum):
@@ -127,16 +145,29 @@ class Factory:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     dtype: torch.dtype
+    limit: int = MAX_OP_TENSORS  # ConstructionLimit past this many modules and tensors
 
     def __call__(self, device: torch.device) -> nn.Module:
+        return self.counted(device, self.limit)[0]
+
+    def counted(self, device: torch.device, limit: int) -> tuple[nn.Module, int]:
+        """The op built on `device`, and the modules and tensors its constructor made (beside
+        the op's own module); ConstructionLimit past `limit`."""
+        with bounded(limit) as budget:
+            module = self.build(device, list(self.args), self.kwargs)
+        return module, budget.count
+
+    def build(self, device: torch.device, args: list[Any], kwargs: dict[str, Any]) -> nn.Module:
+        """The op built with these arguments, lazyspec's device and dtype added (unbounded:
+        callers bound it)."""
         params = ops.OpDef(self.cls.__name__, self.cls, "").signature.parameters
-        kwargs = dict(self.kwargs)
+        kwargs = dict(kwargs)
         if "device" in params and "device" not in kwargs:
             kwargs["device"] = device
         if "dtype" in params and "dtype" not in kwargs and self.dtype.is_floating_point:
             kwargs["dtype"] = self.dtype
         with device:  # modules without a `device` argument still build in place
-            return self.cls(*self.args, **kwargs)
+            return self.cls(*args, **kwargs)
 
 
 class StepTracer(Protocol):
@@ -441,6 +472,7 @@ class _Builder:
         self.nodes: list[NodeInfo] = []
         self.count = 0
         self.limit_hit = False
+        self.created = 0  # modules and tensors the ops' constructors made so far
         self.spec_params: Mapping[str, Any] = {}  # the top-level params, set by build()
         self.factories: dict[int, Factory] = {}  # id(module) -> how it was built
         self.device = torch.device(options.device)
@@ -878,6 +910,8 @@ class _Builder:
         except ops.OpLookupError as e:
             self.fail(e.code, e.message, call.loc, trail, e.hint)
             return None
+        if self.placement_arguments(call, opdef.signature, trail):
+            return None
         evaluated = self.arguments(call, env, trail)
         if evaluated is None:
             return None
@@ -889,15 +923,61 @@ class _Builder:
             self.fail("LS127", f"{call.name}: {e}", call.loc, trail,
                       f"signature: {call.name}{_public_signature(signature)}")
             return None
-        factory = Factory(opdef.cls, tuple(args), kwargs, self.dtype)
+        factory = Factory(opdef.cls, tuple(args), kwargs, self.dtype, self.options.max_op_tensors)
+        room = self.options.max_model_tensors - self.created  # never below 0: budgets stop it
         try:
-            module = factory(self.device)
+            module, made = factory.counted(self.device, min(factory.limit, room))
+        except ConstructionLimit as e:
+            if e.limit < factory.limit:
+                self.model_too_large(call, trail)
+            else:
+                self.too_large(call, factory, trail)
+            return None
         except Exception as e:  # a module's constructor rejecting user values, in any way
             self.fail("LS128", f"{call.name}{_call_text(args, kwargs)} failed: "
                       f"{type(e).__name__}: {e}", call.loc, trail)
             return None
         self.factories[id(module)] = factory
+        self.created += made
         return module
+
+    def model_too_large(self, call: OpCall, trail: tuple[str, ...]) -> None:
+        """The ops together passed the model's limit here: report once and build no more."""
+        if not self.limit_hit:
+            self.limit_hit = True
+            self.fail("LS126", f"the model's ops create more than "
+                      f"{self.options.max_model_tensors:,} modules and tensors (limit)", call.loc,
+                      trail, f"{self.created:,} were made before this op: lower the repeat "
+                      "counts, block sizes or layer counts")
+
+    def too_large(self, call: OpCall, factory: Factory, trail: tuple[str, ...]) -> None:
+        """Report an op whose constructor passed the limit, at the argument that asks for it."""
+        meta = torch.device("meta")  # the probes allocate nothing, whatever --device says
+        key = responsible_argument(lambda a, k: factory.build(meta, a, k), list(factory.args),
+                                   factory.kwargs, factory.limit)
+        args: dict[int | str, Arg] = {**dict(enumerate(call.args)), **dict(call.kwargs)}
+        where = args[key].loc if key is not None and key in args else call.loc
+        shown_call = f"{call.name}{_call_text(list(factory.args), factory.kwargs)}"
+        self.fail("LS126", f"{shown_call} creates more than {factory.limit:,} modules and "
+                  "tensors (limit per op)", where, trail,
+                  f"{_argument_name(key, call, factory)} sets how many it creates: lower it, or "
+                  "raise the limit with --max-op-tensors N" if key is not None else
+                  "use smaller arguments, or raise the limit with --max-op-tensors N")
+
+    def placement_arguments(self, call: OpCall, signature: inspect.Signature,
+                            trail: tuple[str, ...]) -> bool:
+        """Report every argument that a spec may not set (see PLACEMENT_ARGS), positional ones
+        included, before anything is evaluated or built; True when there was one."""
+        found = False
+        for name, arg in _named_arguments(call, signature):
+            why = PLACEMENT_ARGS.get(name) or (
+                "a private argument: torch passes ready-made tensors through it"
+                if name.startswith("_") else None)
+            if why is not None:
+                found = True
+                self.fail("LS129", f"{call.name}: `{name}` is not allowed in a spec: {why}",
+                          arg.loc, trail, f"leave `{name}` out of the spec")
+        return found
 
     def block(self, block: Block, call: OpCall, env: Mapping[str, Any], prefix: str,
               trail: tuple[str, ...], stack: tuple[str, ...]) -> nn.Module | None:
@@ -950,6 +1030,25 @@ class _Builder:
         return out
 
 
+def _named_arguments(call: OpCall, signature: inspect.Signature,
+                     ) -> Iterator[tuple[str, Arg]]:
+    """Each argument of a call with the parameter name it binds to (positional ones by their
+    place in the signature; those that land in `*args` have no name)."""
+    positional = [p.name for p in signature.parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    yield from zip(positional, call.args, strict=False)
+    yield from call.kwargs
+
+
+def _argument_name(key: int | str, call: OpCall, factory: Factory) -> str:
+    """`num_layers`, or `argument 3` for a positional one the signature does not name."""
+    if isinstance(key, str):
+        return f"`{key}`"
+    signature = ops.OpDef(factory.cls.__name__, factory.cls, "").signature
+    names = [name for name, _ in _named_arguments(call, signature)][:len(call.args)]
+    return f"`{names[key]}`" if key < len(names) else f"argument {key + 1}"
+
+
 def _public_signature(sig: inspect.Signature) -> str:
     params = [p for n, p in sig.parameters.items() if n not in ("device", "dtype")]
     return str(sig.replace(parameters=params))
@@ -969,7 +1068,8 @@ def build(spec: Spec, options: BuildOptions) -> Built:
     builder = _Builder(spec, options)
     builder.problems = problems
     builder.spec_params = params
-    root = builder.graph(spec.graph, params, "", (), ())
+    with installed():  # the construction bound's hooks, once for every op
+        root = builder.graph(spec.graph, params, "", (), ())
     problems.extend(check_ties(root, spec.ties))
     if problems:
         raise SpecError(problems)

@@ -59,6 +59,7 @@ CODES: dict[str, Code] = {
         Code("LS126", "limit exceeded", 1),
         Code("LS127", "arguments do not match the op's signature", 1),
         Code("LS128", "the op rejected its arguments", 1),
+        Code("LS129", "argument not allowed in a spec", 1),
         # LS13x: data flow
         Code("LS130", "unknown reference", 1),
         Code("LS131", "reference to a later node", 1),

@@ -119,6 +119,7 @@ class GateOptions:
     scale: str | None = None
     sets: tuple[tuple[str, Any], ...] = ()
     budgets: Budgets = field(default_factory=Budgets)
+    max_op_tensors: int | None = None  # --max-op-tensors; None: the build's default
 
 
 def plan(specs: list[Path], config: Config, options: GateOptions,
@@ -157,7 +158,9 @@ def run_one(spec: Path, run: RunConfig, key_root: Path, options: GateOptions,
         spec, inputs=tuple(to_input(i) for i in run.inputs),
         options=BuildOptions(device=options.device, dtype=options.dtype,
                              allow=config.allow + options.allow, overrides=dict(run.sets),
-                             scale=run.scale),
+                             scale=run.scale,
+                             **({} if options.max_op_tensors is None else
+                                {"max_op_tensors": options.max_op_tensors})),
         budgets=config.budgets.merged(run.budgets).merged(options.budgets))
     try:
         done = engine.run(request)

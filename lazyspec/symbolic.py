@@ -42,6 +42,7 @@ def symbolic_pass(built: Built, bound: Sequence[BoundInput]) -> SymbolicShapes:
     result = SymbolicShapes({n: d for b in bound for n, d in zip(b.dim_names, b.shape,
                                                                 strict=True) if n is not None})
     env = ShapeEnv(duck_shape=False)  # equal sizes under different names stay apart
+    _skip_source_locations(env)
     mode = FakeTensorMode(shape_env=env, allow_non_fake_inputs=True)
     names: dict[str, str] = {}  # torch's symbol -> the user's name
     inputs = []
@@ -64,6 +65,24 @@ def symbolic_pass(built: Built, bound: Sequence[BoundInput]) -> SymbolicShapes:
     outs = out if isinstance(out, tuple) else (out,)
     result.model_outputs = [tracer.shape(o) for o in outs]
     return result
+
+
+def _skip_source_locations(env: Any) -> None:
+    """Make `env` record no Python source location for its symbols and guards.
+
+    For each one torch walks the stack to find the user's frame, and the first walk imports
+    torch.export, the AOT autograd and inductor packages (about 0.5 s) only to tell torch's frames
+    from the user's. lazyspec never shows those locations: it names the node itself. Private
+    torch API, so only where it exists as expected.
+    """
+    from torch.fx.experimental import symbolic_shapes
+
+    sloc = getattr(symbolic_shapes, "SLoc", None)
+    if sloc is not None and callable(getattr(env, "_get_stack_summary", None)):
+        def summary(is_debug: bool = False, framework_loc: str | None = None) -> tuple[Any, str]:
+            return sloc(framework_loc, None), ""
+
+        env._get_stack_summary = summary
 
 
 class _SymbolicTracer:

@@ -313,11 +313,11 @@ CASES: list[Bad] = [
         exit=1, code="LS107", text="nesting deeper than 64 levels"),
     Bad("limit_repeat", **infer("--input", "2,20", spec="layers:\n  - op: ReLU\n"
                                 "    repeat: 10**9\n"),
-        exit=1, code="LS126", text="`repeat: 1000000000` would make more than 100,000 nodes"),
+        exit=1, code="LS126", text="`repeat: 1000000000` would make more than 20,000 nodes"),
     Bad("limit_nodes_through_blocks", **infer(
         "--input", "2,20", spec="blocks:\n  B:\n    layers:\n      - op: ReLU\n"
         "        repeat: 1000\nlayers:\n  - op: B\n    repeat: 1000\n"),
-        exit=1, code="LS126", text="more than 100,000 nodes after repeats (limit)"),
+        exit=1, code="LS126", text="more than 20,000 nodes after repeats (limit)"),
     Bad("limit_block_depth", **infer("--input", "2,20", spec=nested_blocks(40)), exit=1,
         code="LS126", text="blocks nested deeper than 32 levels (limit)"),
     Bad("limit_include_depth", **{"args": ["infer", "m.yaml", "--input", "2,20"],
