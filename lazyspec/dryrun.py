@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from lazyspec import explain, memory
+from lazyspec.builtin_ops import OpInputError
 from lazyspec.compile import Built, NodeInfo, OutputIndexError, SpecModule
 from lazyspec.cost import CostMode
 from lazyspec.errors import Diagnostic, DryRunError, SpecError, UsageError
@@ -136,15 +137,18 @@ def _failure_diagnostic(f: NodeFailure, built: Built) -> Diagnostic:
     params = _param_shapes(module)
     if params:
         notes.append("parameters: " + ", ".join(params))
-    why = explain.explain(module, f.inputs or [])
+    why = explain.explain(module, f.inputs or [], f.cause)
     if why:
         notes.append(f"expected: {why[0]}")
-    cause = f"{type(f.cause).__name__}: {f.cause}".strip()
-    notes.append(f"torch: {cause.splitlines()[0] if cause else type(f.cause).__name__}")
+    own = isinstance(f.cause, OpInputError)  # a built-in op's message: it is `expected:` above
+    if not own:
+        cause = f"{type(f.cause).__name__}: {f.cause}".strip()
+        notes.append(f"torch: {cause.splitlines()[0] if cause else type(f.cause).__name__}")
     is_shape = why is not None or isinstance(f.cause, (RuntimeError, ValueError, IndexError))
     what = "shape mismatch" if is_shape else "failure"
     if why is None and re.search(r"dtype|scalar type|must have the same type", str(f.cause)):
         what = "dtype mismatch"
+    what = explain.headline(module, f.inputs or [], f.cause) or what
     return Diagnostic("LS201", f"{what} in node '{info.path}' ({info.op})", info.loc,
                       trail=info.trail, notes=notes, hint=why[1] if why else None)
 
