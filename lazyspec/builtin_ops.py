@@ -26,6 +26,19 @@ class OpInputError(ValueError):
         self.hint, self.what = hint, what
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _integers(op: str, lists: bool = False, **values: Any) -> None:
+    """Construction-time check of index and dimension arguments: ints (or lists of ints)."""
+    for name, value in values.items():
+        items = value if lists and isinstance(value, (list, tuple)) else [value]
+        if not items or not all(_is_int(v) for v in items):
+            kind = "an integer or a list of integers" if lists else "an integer"
+            raise ValueError(f"{op}: {name} must be {kind}, got {value!r}")
+
+
 def _dtype(x: torch.Tensor) -> str:
     return str(x.dtype).removeprefix("torch.")
 
@@ -205,6 +218,7 @@ class Positions(nn.Module):
 
     def __init__(self, dim: int = 1):
         super().__init__()
+        _integers("Positions", dim=dim)
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -219,6 +233,8 @@ class Scale(nn.Module):
 
     def __init__(self, factor: float):
         super().__init__()
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)):
+            raise ValueError(f"Scale: factor must be a number, got {factor!r}")
         self.factor = factor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -237,7 +253,13 @@ class Roll(nn.Module):
 
     def __init__(self, shifts: int | list[int], dims: int | list[int]):
         super().__init__()
+        _integers("Roll", lists=True, shifts=shifts, dims=dims)
         self.shifts, self.dims = _ints(shifts), _ints(dims)
+        n_shifts = len(self.shifts) if isinstance(self.shifts, tuple) else None
+        n_dims = len(self.dims) if isinstance(self.dims, tuple) else None
+        if n_shifts != n_dims:
+            raise ValueError(f"Roll: shifts and dims must both be integers or lists of the same "
+                             f"length, got shifts={shifts!r}, dims={dims!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.roll(x, self.shifts, self.dims)
@@ -263,6 +285,7 @@ class ExpandAs(nn.Module):
 
     def __init__(self, *dims: int):
         super().__init__()
+        _integers("ExpandAs", **{f"dims[{i}]": d for i, d in enumerate(dims)})
         self.dims = tuple(dims)
 
     def forward(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
@@ -288,6 +311,7 @@ class Select(nn.Module):
 
     def __init__(self, dim: int, index: int):
         super().__init__()
+        _integers("Select", dim=dim, index=index)
         self.dim, self.index = dim, index
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -302,6 +326,7 @@ class Unsqueeze(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
+        _integers("Unsqueeze", dim=dim)
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -316,6 +341,7 @@ class Squeeze(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
+        _integers("Squeeze", dim=dim)
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -339,6 +365,7 @@ class Index(nn.Module):
 
     def __init__(self, dim: int = 0):
         super().__init__()
+        _integers("Index", dim=dim)
         self.dim = dim
 
     def forward(self, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -603,7 +630,7 @@ class T5RelativeAttentionBias(nn.Module):
         memory = torch.arange(x.shape[1], dtype=torch.long, device=x.device)[None, :]
         bucket = relative_position_bucket(memory - context, self.bidirectional,
                                           self.num_buckets, self.max_distance)
-        values = F.embedding(bucket.to(self.weight.device), self.weight)  # [T, T, num_heads]
+        values = F.embedding(bucket, self.weight)  # [T, T, num_heads]
         return values.permute([2, 0, 1]).unsqueeze(0)
 
     def extra_repr(self) -> str:

@@ -9,9 +9,9 @@ is copied into the generated file once, with the functions it calls (COPIED).
 
 from __future__ import annotations
 
-import ast
 import inspect
 import keyword
+import symtable
 import textwrap
 from collections.abc import Callable
 from typing import Any
@@ -105,7 +105,7 @@ def copied_source(objects: list[Callable[..., Any]]) -> list[str]:
             return
         out[name] = ""  # taken: a cycle stops here
         source = textwrap.dedent(inspect.getsource(obj))
-        for used in sorted(_loaded_names(source)):
+        for used in sorted(globals_read(source)):
             dep = getattr(builtin_ops, used, None)
             if callable(dep) and getattr(dep, "__module__", None) == builtin_ops.__name__ \
                     and dep is not obj:
@@ -118,20 +118,18 @@ def copied_source(objects: list[Callable[..., Any]]) -> list[str]:
     return list(out.values())
 
 
-def _loaded_names(source: str) -> set[str]:
-    """Names the code reads (its annotations left out: the generated file does not evaluate
-    them)."""
-    tree = ast.parse(source)
-    for node in ast.walk(tree):  # drop annotations before collecting
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            node.returns = None
-            for arg in [*node.args.args, *node.args.kwonlyargs, *node.args.posonlyargs,
-                        node.args.vararg, node.args.kwarg]:
-                if arg is not None:
-                    arg.annotation = None
-        elif isinstance(node, ast.AnnAssign):
-            node.annotation = ast.Constant(None)
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+def globals_read(source: str) -> set[str]:
+    """The global names the code reads (builtins included; annotations left out: the generated
+    file does not evaluate them)."""
+    top = symtable.symtable("from __future__ import annotations\n" + source, "<copied>", "exec")
+    out: set[str] = set()
+    tables = [top]
+    while tables:
+        t = tables.pop()
+        out.update(sym.get_name() for sym in t.get_symbols() if sym.is_referenced()
+                   and (t.get_type() == "module" or sym.is_global()))
+        tables.extend(t.get_children())
+    return out
 
 
 def _is_inline(call: Call | None) -> bool:
@@ -182,7 +180,7 @@ def pytorch_code(built: Built, result: InferResult, class_name: str = "Model") -
     lines = ['"""' + head[0], "", *head[1:-1], head[-1] + '"""', "",
              "from __future__ import annotations", ""]
     copied = copied_source(writer.copied)
-    used = set().union(*(_loaded_names(source) for source in copied))
+    used = set().union(*(globals_read(source) for source in copied))
     imports = ["import math"] * ("math" in used) + ["import torch"]
     if writer.uses_f or "F" in used:
         imports.append("import torch.nn.functional as F")
