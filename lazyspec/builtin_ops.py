@@ -30,7 +30,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _integers(op: str, lists: bool = False, **values: Any) -> None:
+def _integers(op: str, values: dict[str, Any], lists: bool = False) -> None:
     """Construction-time check of index and dimension arguments: ints (or lists of ints)."""
     for name, value in values.items():
         items = value if lists and isinstance(value, (list, tuple)) else [value]
@@ -218,7 +218,7 @@ class Positions(nn.Module):
 
     def __init__(self, dim: int = 1):
         super().__init__()
-        _integers("Positions", dim=dim)
+        _integers("Positions", {"dim": dim})
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -253,7 +253,7 @@ class Roll(nn.Module):
 
     def __init__(self, shifts: int | list[int], dims: int | list[int]):
         super().__init__()
-        _integers("Roll", lists=True, shifts=shifts, dims=dims)
+        _integers("Roll", {"shifts": shifts, "dims": dims}, lists=True)
         self.shifts, self.dims = _ints(shifts), _ints(dims)
         n_shifts = len(self.shifts) if isinstance(self.shifts, tuple) else None
         n_dims = len(self.dims) if isinstance(self.dims, tuple) else None
@@ -285,7 +285,7 @@ class ExpandAs(nn.Module):
 
     def __init__(self, *dims: int):
         super().__init__()
-        _integers("ExpandAs", **{f"dims[{i}]": d for i, d in enumerate(dims)})
+        _integers("ExpandAs", {f"dims[{i}]": d for i, d in enumerate(dims)})
         self.dims = tuple(dims)
 
     def forward(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
@@ -311,7 +311,7 @@ class Select(nn.Module):
 
     def __init__(self, dim: int, index: int):
         super().__init__()
-        _integers("Select", dim=dim, index=index)
+        _integers("Select", {"dim": dim, "index": index})
         self.dim, self.index = dim, index
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -326,7 +326,7 @@ class Unsqueeze(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        _integers("Unsqueeze", dim=dim)
+        _integers("Unsqueeze", {"dim": dim})
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -341,7 +341,7 @@ class Squeeze(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        _integers("Squeeze", dim=dim)
+        _integers("Squeeze", {"dim": dim})
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -365,7 +365,7 @@ class Index(nn.Module):
 
     def __init__(self, dim: int = 0):
         super().__init__()
-        _integers("Index", dim=dim)
+        _integers("Index", {"dim": dim})
         self.dim = dim
 
     def forward(self, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -405,13 +405,22 @@ def _positive(op: str, **values: int) -> None:
             raise ValueError(f"{op}: {name} must be a positive integer, got {value!r}")
 
 
+def pad_hw(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
+    """x [..., H, W, C] with pad_h rows and pad_w columns of zeros added at the end: torchvision's
+    F.pad(x, (0, 0, 0, pad_w, 0, pad_h)), as a concatenation (which symbolic sizes allow)."""
+    *lead, h, w, c = x.shape
+    x = torch.cat([x, x.new_zeros(*lead, pad_h, w, c)], dim=-3)
+    return torch.cat([x, x.new_zeros(*lead, h + pad_h, pad_w, c)], dim=-2)
+
+
 def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
     """[B, H, W, C] -> [B, nW, window * window, C]: H and W padded at the end to multiples of
     the window (as torchvision's shifted_window_attention), then cut into windows row by row."""
     b, h, w, c = x.shape
-    pad_b, pad_r = (window - h % window) % window, (window - w % window) % window
-    x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
-    nh, nw = (h + pad_b) // window, (w + pad_r) // window
+    # Windows per column and row, rounded up; the padding is torchvision's
+    # (window - h % window) % window, written so that symbolic sizes simplify.
+    nh, nw = -(-h // window), -(-w // window)
+    x = pad_hw(x, nh * window - h, nw * window - w)
     x = x.view(b, nh, window, nw, window, c).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(b, nh * nw, window * window, c)
 
@@ -424,7 +433,7 @@ def window_merge(windows: torch.Tensor, x: torch.Tensor, window: int) -> torch.T
     c = windows.shape[-1]
     out = windows.reshape(b, nh, nw, window, window, c).permute(0, 1, 3, 2, 4, 5)
     out = out.reshape(b, nh * window, nw * window, c)
-    return out[:, :h, :w, :].contiguous()
+    return out.narrow(1, 0, h).narrow(2, 0, w)  # torchvision: [:, :H, :W, :]
 
 
 class WindowPartition(nn.Module):
@@ -472,7 +481,7 @@ def shifted_window_mask(x: torch.Tensor, window: int, shift: int) -> torch.Tenso
     (N = window * window), 0 between tokens of one region, -100.0 elsewhere; zeros when there
     is no shift (a dimension whose padded size the window covers is not shifted)."""
     h, w = x.shape[1], x.shape[2]
-    pad_h, pad_w = h + (window - h % window) % window, w + (window - w % window) % window
+    pad_h, pad_w = -(-h // window) * window, -(-w // window) * window  # padded as partitioned
     shift_h = 0 if window >= pad_h else shift
     shift_w = 0 if window >= pad_w else shift
     num_windows = (pad_h // window) * (pad_w // window)
@@ -517,7 +526,7 @@ def patch_merge(x: torch.Tensor) -> torch.Tensor:
     """torchvision's patch merging without its norm and reduction: [B, H, W, C] padded to even
     H and W, then [B, H/2, W/2, 4C] from the four interleaved sub-grids."""
     h, w = x.shape[-3], x.shape[-2]
-    x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+    x = pad_hw(x, -(-h // 2) * 2 - h, -(-w // 2) * 2 - w)  # h % 2 and w % 2, as torchvision
     x0 = x[..., 0::2, 0::2, :]
     x1 = x[..., 1::2, 0::2, :]
     x2 = x[..., 0::2, 1::2, :]

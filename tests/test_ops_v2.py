@@ -10,6 +10,7 @@ transformers' LlamaRotaryEmbedding / apply_rotary_pos_emb and T5Attention._relat
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from pathlib import Path
@@ -478,6 +479,56 @@ def test_positions_counts_along_dim_one() -> None:
                        torch.arange(7))
     assert torch.equal(builtin_ops.Positions()(torch.zeros(2, 7, 16)), torch.arange(7))  # [B, T, C]
     assert torch.equal(builtin_ops.Positions(0)(torch.zeros(5)), torch.arange(5))
+
+
+# --- symbolic shapes -----------------------------------------------------------------------------
+
+
+def test_symbolic_shapes_through_a_swin_block(cli: Any, write_spec: Any) -> None:
+    """Named H and W go through the window ops as expressions, with no spurious constraint."""
+    import json
+
+    spec = write_spec(SWIN_BLOCK.replace("x: [2, 8, 8, C]", "x: [B, H, W, C]") +
+                      "  - down: PatchMerge\n")
+    r = cli("infer", spec, "--input", "x=B,H,W,8", "--input", "table=49,2", "--input",
+            "index=256:int64", "-f", "json")
+    assert r.code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    by_path = {n["path"]: n["symbolic"] for n in doc["nodes"]}
+    assert by_path["windows"] == "[B, ((-W)//4)*((-H)//4), 16, 8]"
+    assert by_path["mask"] == "[((-W)//4)*((-H)//4), 1, 16, 16]"
+    assert by_path["merged"] == "[B, H, W, 8]"
+    assert by_path["down"] == "[B, -((-H)//2), -((-W)//2), 32]"
+    assert doc["notes"] == [] and r.stderr == ""
+
+
+def test_a_symbolic_pass_that_fails_in_torch_prints_no_torch_traceback(
+        cli: Any, write_spec: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch logs an op that fails on fake tensors (here F.pad with symbolic padding, which the
+    window ops avoid) with a traceback; lazyspec reports a note instead."""
+    def f_pad(x: torch.Tensor, pad_h: Any, pad_w: Any) -> torch.Tensor:
+        return F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+
+    class Records(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    monkeypatch.setattr(builtin_ops, "pad_hw", f_pad)
+    logger = logging.getLogger("torch._subclasses.fake_tensor")  # writes to the real stderr
+    seen = Records()
+    logger.addHandler(seen)
+    try:
+        spec = write_spec("inputs:\n  x: [B, H, W, 8]\nlayers:\n  - w: WindowPartition(4)\n")
+        r = cli("infer", spec, "--input", "B,H,W,8")
+    finally:
+        logger.removeHandler(seen)
+    assert r.code == 0
+    assert "symbolic shapes unavailable" in r.stdout
+    assert seen.records == [] and not logger.disabled  # quiet during the pass only
 
 
 # --- cost ----------------------------------------------------------------------------------------
