@@ -545,8 +545,10 @@ class PatchMerge(nn.Module):
 def rotary_embedding(x: torch.Tensor, head_dim: int, base: float) -> torch.Tensor:
     """Rotary position embedding of x [..., T, head_dim], Hugging Face LLaMA's convention:
     cos and sin computed in float32 and cast to x's dtype, x * cos + rotate_half(x) * sin."""
-    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=x.device)
-                               .float() / head_dim))
+    # On the CPU, then moved, as HF computes its inv_freq buffer at init (pow may round
+    # differently on another device).
+    steps = torch.arange(0, head_dim, 2, dtype=torch.int64, device="cpu").float()
+    inv_freq = (1.0 / (base ** (steps / head_dim))).to(x.device)
     positions = torch.arange(x.shape[-2], dtype=torch.int64, device=x.device).float()
     # HF multiplies [head_dim / 2, 1] @ [1, T]: one product per entry, which this is exactly
     # (element-wise work, so no FLOPs are counted for it).
