@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from lazyspec import explain, memory
+from lazyspec.builtin_ops import OpInputError
 from lazyspec.checks import CheckFailed
 from lazyspec.compile import Built, NodeInfo, OutputIndexError, SpecModule
 from lazyspec.cost import CostMode
@@ -142,13 +143,15 @@ def _failure_diagnostic(f: NodeFailure, built: Built) -> Diagnostic:
         notes.append(f"expected: {f.cause.message}")
         return Diagnostic(f.cause.code, f"{f.cause.kind} in node '{info.path}' ({info.op})",
                           info.loc, trail=info.trail, notes=notes, hint=f.cause.hint)
-    why = explain.explain(module, f.inputs or [])
+    why = explain.explain(module, f.inputs or [], f.cause)
     if why:
         notes.append(f"expected: {why[0]}")
-    cause = f"{type(f.cause).__name__}: {f.cause}".strip()
-    notes.append(f"torch: {cause.splitlines()[0] if cause else type(f.cause).__name__}")
-    return Diagnostic("LS201", f"{_what_failed(f.cause, why)} in node '{info.path}' ({info.op})",
-                      info.loc, trail=info.trail, notes=notes, hint=why[1] if why else None)
+    if not isinstance(f.cause, OpInputError):  # a built-in op's own message is `expected:`
+        cause = f"{type(f.cause).__name__}: {f.cause}".strip()
+        notes.append(f"torch: {cause.splitlines()[0] if cause else type(f.cause).__name__}")
+    what = explain.headline(module, f.inputs or [], f.cause) or _what_failed(f.cause, why)
+    return Diagnostic("LS201", f"{what} in node '{info.path}' ({info.op})", info.loc,
+                      trail=info.trail, notes=notes, hint=why[1] if why else None)
 
 
 def _what_failed(cause: BaseException, why: explain.Explanation | None) -> str:
@@ -156,8 +159,8 @@ def _what_failed(cause: BaseException, why: explain.Explanation | None) -> str:
     text = str(cause)
     if isinstance(cause, IndexError) and "out of range" in text:
         return "index out of range"  # a real run reading past an Embedding's table
-    if re.search(r"dtype|scalar type|must have the same type|type \(.*\) and .* type \(.*\) "
-                 r"should be the same|expected scalar type", text):
+    if why is None and re.search(r"dtype|scalar type|must have the same type|type \(.*\) and "
+                                 r".* type \(.*\) should be the same|expected scalar type", text):
         return "dtype mismatch"
     is_shape = why is not None or isinstance(cause, (RuntimeError, ValueError, IndexError))
     return "shape mismatch" if is_shape else "failure"

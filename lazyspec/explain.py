@@ -1,11 +1,14 @@
 """What a failing module expected, said in shapes (torch's own messages on `meta` say little).
 
 One rule per module family: (class, rule). A rule looks at the module and the shapes that reached
-it and returns (what was expected, a hint), or None when it has nothing to add.
+it and returns (what was expected, a hint), or None when it has nothing to add. A built-in op is
+first checked for its number of inputs; one that raised OpInputError said what it expected itself.
 """
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -126,15 +129,106 @@ def _concat(m: builtin_ops.Concat, xs: Sequence[Any]) -> Explanation | None:
 
 def _matmul(m: builtin_ops.MatMul, xs: Sequence[Any]) -> Explanation | None:
     shapes = [_shape(x) for x in xs]
-    if len(shapes) != 2 or any(s is None for s in shapes):
-        return (f"MatMul takes two tensors, got {len(xs)} input(s)", "give it `in: [a, b]`")
+    if any(s is None for s in shapes):
+        return None
     return (f"MatMul needs a [..., n, k] @ [..., k, m] pair, got {shapes[0]} @ {shapes[1]}", None)
+
+
+def _arity(m: nn.Module, xs: Sequence[Any]) -> Explanation | None:
+    """A built-in op given more or fewer inputs than its forward takes."""
+    params = list(inspect.signature(type(m).forward).parameters.values())[1:]  # after self
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return None
+    names = [p.name for p in params]
+    least = sum(p.default is p.empty for p in params)
+    if least <= len(xs) <= len(names):
+        return None
+    count = str(least) if least == len(names) else f"{least} or {len(names)}"
+    op = type(m).__name__
+    return (f"{op} takes {count} input{'s' * (len(names) > 1)} ({', '.join(names)}), got "
+            f"{len(xs)}", f"give it `in: [{', '.join(names[:max(least, 1)])}]`"
+            if least > 1 else None)
+
+
+def _broadcasts(*shapes: list[int]) -> list[int] | None:
+    try:
+        return list(torch.broadcast_shapes(*[tuple(s) for s in shapes]))  # type: ignore[no-untyped-call]
+    except RuntimeError:
+        return None
+
+
+def _sdpa(m: builtin_ops.ScaledDotProductAttention, xs: Sequence[Any]) -> Explanation | None:
+    shapes = [_shape(x) for x in xs]
+    if any(s is None or len(s) < 2 for s in shapes):
+        return None
+    q, k, v = shapes[0], shapes[1], shapes[2]
+    assert q is not None and k is not None and v is not None
+    listed = f"q {q}, k {k}, v {v}"
+    if q[-1] != k[-1] or k[-2] != v[-2]:
+        return (f"ScaledDotProductAttention needs q [..., L, E], k [..., S, E] and v [..., S, Ev], "
+                f"got {listed}", "split q, k and v into heads the same way")
+    if len(shapes) == 4 and shapes[3] is not None:
+        scores = [*(_broadcasts(q[:-2], k[:-2]) or q[:-2]), q[-2], k[-2]]
+        if _broadcasts(shapes[3], scores) != scores:
+            return (f"ScaledDotProductAttention's mask must broadcast to the scores {scores} "
+                    f"([..., L, S] from {listed}), but it is {shapes[3]}", None)
+    return None
+
+
+def _layernorm2d(m: builtin_ops.LayerNorm2d, xs: Sequence[Any]) -> Explanation | None:
+    s = _shape(xs[0]) if xs else None
+    c = m.normalized_shape[0]
+    if not s or (len(s) == 4 and s[1] == c):
+        return None
+    return (f"LayerNorm2d({c}) expects a 4-d input [B, {c}, H, W] (channels first), got {s}",
+            f"for channels last [B, H, W, C] use LayerNorm({s[-1]})" if s[-1] == c
+            else f"set num_channels to {s[1]}" if len(s) == 4 else None)
+
+
+def _dim_rank(op: str, dim: int, what: str, s: list[int] | None) -> Explanation | None:
+    if s is None or -len(s) <= dim < len(s):
+        return None
+    return (f"{op} {what} dimension {dim}, but the input {s} has {len(s)} dimension(s)",
+            "set dim (the positions of a [T] input are Positions(0))" if op == "Positions"
+            else None)
+
+
+def _positions(m: builtin_ops.Positions, xs: Sequence[Any]) -> Explanation | None:
+    return _dim_rank(f"Positions(dim={m.dim})", m.dim, "counts the positions along",
+                     _shape(xs[0]) if xs else None)
+
+
+def _t5_bias(m: builtin_ops.T5RelativeAttentionBias, xs: Sequence[Any]) -> Explanation | None:
+    s = _shape(xs[0]) if xs else None
+    if s is None or len(s) >= 2:
+        return None
+    return (f"T5RelativeAttentionBias expects an input [B, T, ...] (T in dimension 1), got {s}",
+            "give it the hidden states [B, T, d] or the token ids [B, T]")
+
+
+def _index(m: builtin_ops.Index, xs: Sequence[Any]) -> Explanation | None:
+    table = _shape(xs[0]) if xs else None
+    if table is None or not -len(table) <= m.dim < len(table):
+        return None
+    size = table[m.dim]
+    return (f"Index(dim={m.dim}) gathers along dimension {m.dim} of the table {table}: every "
+            f"index must lie in 0..{size - 1}", None)
+
+
+def _expand_as(m: builtin_ops.ExpandAs, xs: Sequence[Any]) -> Explanation | None:
+    a, b = (_shape(x) for x in xs[:2])
+    if a is None or b is None:
+        return None
+    dims = m.dims or tuple(range(-len(a), 0))
+    return (f"{m} expands {a} to the sizes of {b} along dimension(s) "
+            f"{list(dims)}: there the first input must have size 1", None)
 
 
 RULES: list[tuple[type[nn.Module], Rule]] = [
     (nn.Linear, _linear),
     (_ConvNd, _conv),
     (_BatchNorm, _batchnorm),
+    (builtin_ops.LayerNorm2d, _layernorm2d),  # before nn.LayerNorm, its base class
     (nn.LayerNorm, _layernorm),
     (nn.GroupNorm, _groupnorm),
     (nn.Embedding, _embedding),
@@ -143,12 +237,39 @@ RULES: list[tuple[type[nn.Module], Rule]] = [
     (builtin_ops.Mul, _broadcast),
     (builtin_ops.Concat, _concat),
     (builtin_ops.MatMul, _matmul),
+    (builtin_ops.ScaledDotProductAttention, _sdpa),
+    (builtin_ops.Positions, _positions),
+    (builtin_ops.T5RelativeAttentionBias, _t5_bias),
+    (builtin_ops.Index, _index),
+    (builtin_ops.ExpandAs, _expand_as),
 ]
 
 
-def explain(module: nn.Module | None, inputs: Sequence[Any]) -> Explanation | None:
+def headline(module: nn.Module | None, inputs: Sequence[Any],
+             cause: BaseException | None) -> str | None:
+    """The kind of problem, where the op knows better than torch's exception type: "wrong
+    number of inputs", or what a built-in op's OpInputError says."""
+    if isinstance(cause, builtin_ops.OpInputError):
+        return cause.what
+    if module is not None and builtin_ops.BUILTIN_OPS.get(type(module).__name__) is type(module):
+        with contextlib.suppress(TypeError, ValueError):
+            if _arity(module, inputs):
+                return "wrong number of inputs"
+    return None
+
+
+def explain(module: nn.Module | None, inputs: Sequence[Any],
+            cause: BaseException | None = None) -> Explanation | None:
+    if isinstance(cause, builtin_ops.OpInputError):  # the op said what it expected
+        return str(cause), cause.hint
     if module is None:
         return None
+    if builtin_ops.BUILTIN_OPS.get(type(module).__name__) is type(module):
+        wrong = None
+        with contextlib.suppress(TypeError, ValueError):  # no signature to read: say nothing
+            wrong = _arity(module, inputs)
+        if wrong:
+            return wrong
     for cls, rule in RULES:
         if isinstance(module, cls):
             try:

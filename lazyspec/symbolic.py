@@ -9,8 +9,10 @@ depends on a named dimension shows up as an equality guard, reported with the no
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +59,7 @@ def symbolic_pass(built: Built, bound: Sequence[BoundInput]) -> SymbolicShapes:
         inputs.append(fake)
     tracer = _SymbolicTracer(result, env, names)
     try:
-        with tracing(built.module, tracer), mode, torch.no_grad():
+        with tracing(built.module, tracer), mode, torch.no_grad(), _torch_logs_quiet():
             out = built.module(*inputs)
     except Exception as e:  # the concrete pass already succeeded: report, do not fail
         result.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
@@ -83,6 +85,19 @@ def _skip_source_locations(env: Any) -> None:
             return sloc(framework_loc, None), ""
 
         env._get_stack_summary = summary
+
+
+@contextlib.contextmanager
+def _torch_logs_quiet() -> Iterator[None]:
+    """torch logs an op that fails on fake tensors, traceback and all, to stderr; the failure is
+    reported as a note instead."""
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    before = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = before
 
 
 class _SymbolicTracer:

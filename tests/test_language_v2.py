@@ -388,3 +388,14 @@ def test_bundled_specs_have_no_warnings(name: str) -> None:
     spec = Path(__file__).parent.parent / "specs" / name
     outcome = engine.run(engine.Request(spec, stage="compile"))
     assert outcome.error is None and outcome.findings == []
+
+
+def test_positions_past_the_context_fail_on_meta_as_on_cpu() -> None:
+    gpt2 = Path(__file__).parent.parent / "specs" / "gpt2.yaml"
+    outcome = engine.run(engine.Request(gpt2, inputs=(parse_input("1,2048:int64"),),
+                                        options=BuildOptions(scale="tiny")))
+    assert isinstance(outcome.error, DryRunError)
+    (d,) = outcome.error.diagnostics
+    assert d.message == "index out of range in node 'wpe' (Embedding)"
+    assert any("has 64 rows (0..63), but its input holds indices from 0 to 2,047" in n
+               for n in d.notes)

@@ -1,14 +1,22 @@
 """`lazyspec export --to pytorch`: a standalone Python module (torch only) with a `Model` class
-that builds the spec's parameter names and shapes and runs its data flow."""
+that builds the spec's parameter names and shapes and runs its data flow.
+
+A built-in op is written as a torch expression over its inputs (INLINE_OPS), or, when it has
+parameters (MODULE_OPS), built in `__init__` as a module. Where the expression calls a function of
+lazyspec.builtin_ops (the window ops, Rotary, ...) or the module is one of its classes, that source
+is copied into the generated file once, with the functions it calls (COPIED).
+"""
 
 from __future__ import annotations
 
 import inspect
 import keyword
+import symtable
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
-from lazyspec import ops
+from lazyspec import builtin_ops, ops
 from lazyspec.builtin_ops import BUILTIN_OPS
 from lazyspec.compile import Built
 from lazyspec.export.literals import identifier, py_literal
@@ -33,8 +41,25 @@ def _inline_ops() -> dict[str, Callable[[list[str], dict[str, Any]], str]]:
         "Mean": lambda xs, a: (f"{xs[0]}.mean(dim={py_literal(_dims(a['dim']))}, "
                                f"keepdim={a['keepdim']!r})"),
         "ScaledDotProductAttention": _sdpa,
-        "Positions": lambda xs, a: (f"torch.arange({xs[0]}.shape[-1], dtype=torch.long, "
-                                    f"device={xs[0]}.device)"),
+        "Positions": lambda xs, a: (f"torch.arange({xs[0]}.shape[{a['dim']!r}], "
+                                    f"dtype=torch.long, device={xs[0]}.device)"),
+        "Scale": lambda xs, a: f"{xs[0]} * {py_literal(a['factor'])}",
+        "Roll": lambda xs, a: (f"torch.roll({xs[0]}, {py_literal(_dims(a['shifts']))}, "
+                               f"{py_literal(_dims(a['dims']))})"),
+        "ExpandAs": lambda xs, a: (f"expand_as_dims({xs[0]}, {xs[1]}, "
+                                   f"{py_literal(tuple(a['dims']))})"),
+        "Select": lambda xs, a: f"{xs[0]}.select({a['dim']!r}, {a['index']!r})",
+        "Unsqueeze": lambda xs, a: f"{xs[0]}.unsqueeze({a['dim']!r})",
+        "Squeeze": lambda xs, a: f"{xs[0]}.squeeze({a['dim']!r})",
+        "Index": lambda xs, a: f"index_table({xs[0]}, {xs[1]}, {a['dim']!r})",
+        "WindowPartition": lambda xs, a: f"window_partition({xs[0]}, {a['window']!r})",
+        "WindowMerge": lambda xs, a: f"window_merge({xs[0]}, {xs[1]}, {a['window']!r})",
+        "ShiftedWindowMask": lambda xs, a: (f"shifted_window_mask({xs[0]}, {a['window']!r}, "
+                                            f"{a['shift']!r})"),
+        "PatchMerge": lambda xs, a: f"patch_merge({xs[0]})",
+        "Rotary": lambda xs, a: (f"rotary_embedding({xs[0]}, {a['head_dim']!r}, "
+                                 f"{py_literal(a['base'])})"),
+        "CausalMask": lambda xs, a: f"causal_mask({xs[0]})",
     }
 
 
@@ -45,15 +70,78 @@ def _dims(dim: Any) -> Any:
 def _sdpa(xs: list[str], a: dict[str, Any]) -> str:
     dropout = f"{a['dropout']!r} if self.training else 0.0" if a["dropout"] else "0.0"
     gqa = ", enable_gqa=True" if a["enable_gqa"] else ""
+    mask = f", attn_mask={xs[3]}" if len(xs) > 3 else ""
     return (f"F.scaled_dot_product_attention({', '.join(xs[:3])}, is_causal={a['is_causal']!r}, "
-            f"scale={py_literal(a['scale'])}, dropout_p={dropout}{gqa})")
+            f"scale={py_literal(a['scale'])}, dropout_p={dropout}{gqa}{mask})")
 
 
 INLINE_OPS = _inline_ops()
+# Built-in ops with parameters: a module built in __init__ (its class copied into the file).
+MODULE_OPS = frozenset({"LayerNorm2d", "T5RelativeAttentionBias"})
+# The code of lazyspec.builtin_ops an op's export form uses: copied with what it calls.
+COPIED: dict[str, Callable[..., Any]] = {
+    "ExpandAs": builtin_ops.expand_as_dims,
+    "Index": builtin_ops.index_table,
+    "WindowPartition": builtin_ops.window_partition,
+    "WindowMerge": builtin_ops.window_merge,
+    "ShiftedWindowMask": builtin_ops.shifted_window_mask,
+    "PatchMerge": builtin_ops.patch_merge,
+    "Rotary": builtin_ops.rotary_embedding,
+    "CausalMask": builtin_ops.causal_mask,
+    "LayerNorm2d": builtin_ops.LayerNorm2d,
+    "T5RelativeAttentionBias": builtin_ops.T5RelativeAttentionBias,
+}
+# Every name builtin_ops defines: copied code may use any, so no block or variable takes them.
+COPY_RESERVED = frozenset({name for name, obj in vars(builtin_ops).items()
+                           if getattr(obj, "__module__", None) == builtin_ops.__name__} | {"math"})
+
+
+def copied_source(objects: list[Callable[..., Any]]) -> list[str]:
+    """The source of each object and of the builtin_ops functions and classes it uses, each
+    once, what is used before its user."""
+    out: dict[str, str] = {}
+
+    def visit(obj: Callable[..., Any]) -> None:
+        name = obj.__name__
+        if name in out:
+            return
+        out[name] = ""  # taken: a cycle stops here
+        source = textwrap.dedent(inspect.getsource(obj))
+        for used in sorted(globals_read(source)):
+            dep = getattr(builtin_ops, used, None)
+            if callable(dep) and getattr(dep, "__module__", None) == builtin_ops.__name__ \
+                    and dep is not obj:
+                visit(dep)
+        out.pop(name)
+        out[name] = source
+
+    for obj in objects:
+        visit(obj)
+    return list(out.values())
+
+
+def globals_read(source: str) -> set[str]:
+    """The global names the code reads (builtins included; annotations left out: the generated
+    file does not evaluate them)."""
+    top = symtable.symtable("from __future__ import annotations\n" + source, "<copied>", "exec")
+    out: set[str] = set()
+    tables = [top]
+    while tables:
+        t = tables.pop()
+        out.update(sym.get_name() for sym in t.get_symbols() if sym.is_referenced()
+                   and (t.get_type() == "module" or sym.is_global()))
+        tables.extend(t.get_children())
+    return out
 
 
 def _is_inline(call: Call | None) -> bool:
-    return call is not None and BUILTIN_OPS.get(call.cls.__name__) is call.cls
+    return (call is not None and BUILTIN_OPS.get(call.cls.__name__) is call.cls
+            and call.cls.__name__ in INLINE_OPS)
+
+
+def _builtin_name(call: Call) -> str | None:
+    name = call.cls.__name__
+    return name if BUILTIN_OPS.get(name) is call.cls else None
 
 
 def _inline(call: Call, xs: list[str]) -> str:
@@ -90,7 +178,9 @@ def pytorch_code(built: Built, result: InferResult, class_name: str = "Model") -
     spec's data flow, with the built-in ops written as torch calls. It needs torch only."""
     if not class_name.isidentifier() or keyword.iskeyword(class_name):
         raise ValueError(f"class name {class_name!r} is not a Python identifier")
-    plan = make_plan(built, SPEC_RESERVED | PY_RESERVED | {class_name})
+    if class_name in PY_RESERVED | COPY_RESERVED:
+        raise ValueError(f"class name {class_name!r} is a name the generated code uses")
+    plan = make_plan(built, SPEC_RESERVED | PY_RESERVED | COPY_RESERVED | {class_name})
     writer = _CodeWriter()
     classes = [writer.cls(name, body, f"Block {name} of the exported spec.", [])
                for name, body in plan.blocks.items()]
@@ -102,13 +192,15 @@ def pytorch_code(built: Built, result: InferResult, class_name: str = "Model") -
     head = [_doc(line) for line in header(built, result, "", plan.notes()).splitlines()]
     lines = ['"""' + head[0], "", *head[1:-1], head[-1] + '"""', "",
              "from __future__ import annotations", ""]
-    imports = ["from collections import OrderedDict"] * writer.uses_chain + ["import torch"]
-    if writer.uses_f:
+    copied = copied_source(writer.copied)
+    used = set().union(*(globals_read(source) for source in copied))
+    imports = ["from collections import OrderedDict"] * writer.uses_chain
+    imports += ["import math"] * ("math" in used) + ["import torch"]
+    if writer.uses_f or "F" in used:
         imports.append("import torch.nn.functional as F")
     imports += [f"import {m}" for m in sorted(writer.modules)]
     lines += [*imports, "from torch import nn", "", "", ""]
-    helpers = [inspect.getsource(BUFFER_SCHEMES[name]) for name in sorted(writer.schemes)]
-    return "\n".join(lines) + "\n\n".join([CHAIN] * writer.uses_chain + helpers + classes)
+    return "\n".join(lines) + "\n\n".join([*copied, *[CHAIN] * writer.uses_chain, *classes])
 
 
 def _doc(text: str) -> str:
@@ -147,7 +239,11 @@ class _CodeWriter:
         self.modules: set[str] = set()  # imports for classes outside torch.nn
         self.uses_f = False
         self.uses_chain = False
-        self.schemes: set[str] = set()  # buffer schemes whose source the module carries
+        self.copied: list[Callable[..., Any]] = []  # builtin_ops code the file needs
+
+    def copy(self, op: str) -> None:
+        if op in COPIED and COPIED[op] not in self.copied:
+            self.copied.append(COPIED[op])
 
     def cls(self, name: str, body: Body, doc: str, ties: list[str]) -> str:
         init = [line for node in body.nodes for line in self.register(node)] + ties
@@ -161,8 +257,12 @@ class _CodeWriter:
         """The expression that builds the node's module."""
         if node.call is not None:
             call = node.call
+            builtin = _builtin_name(call)
             if ops.torch_nn_ops().get(call.cls.__name__) is call.cls:
                 where = f"nn.{call.cls.__name__}"
+            elif builtin is not None:  # a built-in op with parameters: its class is copied
+                self.copy(builtin)
+                where = builtin
             else:
                 self.modules.add(call.cls.__module__)
                 where = f"{call.cls.__module__}.{call.cls.__qualname__}"
@@ -195,7 +295,8 @@ class _CodeWriter:
         value (the scheme's source is written into the module)."""
         if decl.kind == "buffer":
             assert decl.scheme is not None
-            self.schemes.add(decl.scheme)
+            if BUFFER_SCHEMES[decl.scheme] not in self.copied:  # its source goes into the file
+                self.copied.append(BUFFER_SCHEMES[decl.scheme])
             args = ", ".join(py_literal(a) for a in decl.args)
             persistent = "" if decl.persistent else ", persistent=False"
             return [f"self.register_buffer({name!r}, {decl.scheme}({args}){persistent})"]
@@ -207,7 +308,7 @@ class _CodeWriter:
         return [create, init_code(_attr(name), decl.init)]
 
     def forward(self, body: Body) -> list[str]:
-        taken = set(PY_RESERVED) | {"self"}
+        taken = set(PY_RESERVED) | COPY_RESERVED | {"self"}
         names: list[str] = []
         for name in body.input_names:
             names.append(_fresh_var(name, taken))
@@ -232,6 +333,7 @@ class _CodeWriter:
             node = next(n for n in body.nodes if n.local == node.share)
         if node.call is not None and _is_inline(node.call):
             self.uses_f |= node.call.cls.__name__ == "ScaledDotProductAttention"
+            self.copy(node.call.cls.__name__)
             out = _inline(node.call, xs)
             for _ in range(node.count - 1 if node.kind == "repeat" else 0):
                 # a later copy takes the copy before it (version 2: and the other inputs)
