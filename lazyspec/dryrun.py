@@ -157,7 +157,7 @@ def _failure_diagnostic(f: NodeFailure, built: Built) -> Diagnostic:
 def _what_failed(cause: BaseException, why: explain.Explanation | None) -> str:
     """The report's title: what kind of mismatch torch's error shows."""
     text = str(cause)
-    if isinstance(cause, IndexError) and "out of range" in text:
+    if isinstance(cause, IndexError) and "index out of range in self" in text:
         return "index out of range"  # a real run reading past an Embedding's table
     if why is None and re.search(r"dtype|scalar type|must have the same type|type \(.*\) and "
                                  r".* type \(.*\) should be the same|expected scalar type", text):

@@ -407,10 +407,10 @@ def diff(old: LockEntry, new: LockEntry) -> list[str]:
             lines.append(f"- {name} {json_shape(shape)}")
     if old.total != new.total:
         lines.append(f"total {old.total:,} -> {new.total:,} parameters")
-    old_trainable = old.total if old.trainable is None else old.trainable
-    new_trainable = new.total if new.trainable is None else new.trainable
-    if old_trainable != new_trainable:
-        lines.append(f"trainable {old_trainable:,} -> {new_trainable:,} parameters")
+    old_frozen = old.total - (old.total if old.trainable is None else old.trainable)
+    new_frozen = new.total - (new.total if new.trainable is None else new.trainable)
+    if old_frozen != new_frozen:  # a change of the total alone is said above
+        lines.append(f"frozen {old_frozen:,} -> {new_frozen:,} parameters")
     return lines
 
 

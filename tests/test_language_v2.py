@@ -343,7 +343,7 @@ def test_the_lock_records_frozen_parameters_and_check_sees_a_change(cli, tmp_pat
     assert cli("check", "m.yaml", "--lock", "l.lock").code == 0
     spec.write_text("layers:\n  - fc: LazyLinear(4)\n  - LazyLinear(2)\n")
     r = cli("check", "m.yaml", "--lock", "l.lock")
-    assert r.code == 1 and "trainable 10 -> 26 parameters" in r.stdout
+    assert r.code == 1 and "frozen 16 -> 0 parameters" in r.stdout
 
 
 @pytest.mark.parametrize(("spec", "given", "title", "says"), [
