@@ -179,9 +179,9 @@ def test_graph_labels_escape_controls_before_quoting(folder: Path,
 
 @pytest.mark.parametrize("fmt", ["mermaid", "dot"])
 def test_graph_text_from_the_api_is_escaped(fmt: str, folder: Path) -> None:
-    """`lazyspec.graph_for` returns text that no cli.write guards: its labels escape their
+    """`lazyspec.api.graph_for` returns text that no cli.write guards: its labels escape their
     control characters themselves (`lazyspec graph` then guards the lines, as all output)."""
-    from lazyspec.graph import graph_for
+    from lazyspec.api import graph_for
 
     spec = folder / "m.yaml"
     spec.write_text(f"name: {HOSTILE_YAML}\nlayers:\n  - op: LazyLinear(4)\n"

@@ -229,69 +229,83 @@ class _Evaluator:
     def fail(self, node: ast.AST, code: str, message: str, hint: str | None = None) -> SpecError:
         return _error(code, message, self.span.at(node), hint)
 
-    def eval(self, n: ast.expr) -> Any:  # one branch per allowed form
-        if isinstance(n, ast.Constant):
-            if isinstance(n.value, int) and n.value.bit_length() > MAX_INT_BITS:
-                raise self.fail(n, "LS126", f"number too large (limit: {MAX_INT_BITS}-bit "
-                                "numbers)")
-            return n.value
-        if isinstance(n, ast.Name):
-            if n.id in CONSTANT_NAMES:
-                return CONSTANT_NAMES[n.id]
-            if n.id in self.env:
-                return self.env[n.id]
-            from lazyspec.errors import did_you_mean
+    def eval(self, n: ast.expr) -> Any:
+        """One method per allowed form (the table below); anything else is refused."""
+        handler = _FORMS.get(type(n))
+        if handler is None:
+            raise self.fail(n, "LS123", f"{type(n).__name__} is not allowed in expressions")
+        return handler(self, n)
 
-            raise self.fail(n, "LS124", f"undefined name '{n.id}'",
-                            did_you_mean(n.id, self.env) or "define it under `params:`, or quote "
-                            "the value if you meant a string")
-        if isinstance(n, (ast.List, ast.Tuple)):
-            items = [self.eval(e) for e in n.elts]
-            if _size(items) > MAX_SEQ_LEN:  # `[x, x]` doubles x: nesting must not multiply
-                raise self.fail(n, "LS126", f"list longer than {MAX_SEQ_LEN:,} items, nested "
-                                "lists counted in full (limit)")
-            return items if isinstance(n, ast.List) else tuple(items)
-        if isinstance(n, ast.UnaryOp):
-            operand = self.eval(n.operand)
-            if isinstance(n.op, ast.Not):
-                return not operand
-            sign = operator.neg if isinstance(n.op, ast.USub) else operator.pos
-            return self.apply(n, sign, operand)
-        if isinstance(n, ast.BinOp):
-            a, b = self.eval(n.left), self.eval(n.right)
-            self.check_size(n, n.op, a, b)
-            return self.apply(n, _BINOPS[type(n.op)], a, b)
-        if isinstance(n, ast.BoolOp):
-            is_and = isinstance(n.op, ast.And)
-            v: Any = None
-            for e in n.values:
-                v = self.eval(e)
-                if bool(v) != is_and:
-                    return v
-            return v
-        if isinstance(n, ast.Compare):
-            left = self.eval(n.left)
-            for op, comp in zip(n.ops, n.comparators, strict=True):
-                right = self.eval(comp)
-                if not self.apply(n, _CMPOPS[type(op)], left, right):
-                    return False
-                left = right
-            return True
-        if isinstance(n, ast.IfExp):
-            return self.eval(n.body) if self.eval(n.test) else self.eval(n.orelse)
-        if isinstance(n, ast.Subscript):
-            seq = self.eval(n.value)
-            if isinstance(n.slice, ast.Slice):
-                parts = [None if p is None else self.eval(p)
-                         for p in (n.slice.lower, n.slice.upper, n.slice.step)]
-                return self.apply(n, lambda s, p: s[slice(*p)], seq, parts)
-            return self.apply(n, operator.getitem, seq, self.eval(n.slice))
-        if isinstance(n, ast.Call):
-            assert isinstance(n.func, ast.Name)
-            args = [self.eval(a) for a in n.args]
-            self.check_call(n, n.func.id, args)
-            return self.apply(n, lambda *a: FUNCTIONS[n.func.id](*a), *args)  # type: ignore[attr-defined]
-        raise self.fail(n, "LS123", f"{type(n).__name__} is not allowed in expressions")
+    def constant(self, n: ast.Constant) -> Any:
+        if isinstance(n.value, int) and n.value.bit_length() > MAX_INT_BITS:
+            raise self.fail(n, "LS126", f"number too large (limit: {MAX_INT_BITS}-bit numbers)")
+        return n.value
+
+    def name(self, n: ast.Name) -> Any:
+        if n.id in CONSTANT_NAMES:
+            return CONSTANT_NAMES[n.id]
+        if n.id in self.env:
+            return self.env[n.id]
+        from lazyspec.errors import did_you_mean
+
+        raise self.fail(n, "LS124", f"undefined name '{n.id}'",
+                        did_you_mean(n.id, self.env) or "define it under `params:`, or quote "
+                        "the value if you meant a string")
+
+    def sequence(self, n: ast.List | ast.Tuple) -> Any:
+        items = [self.eval(e) for e in n.elts]
+        if _size(items) > MAX_SEQ_LEN:  # `[x, x]` doubles x: nesting must not multiply
+            raise self.fail(n, "LS126", f"list longer than {MAX_SEQ_LEN:,} items, nested "
+                            "lists counted in full (limit)")
+        return items if isinstance(n, ast.List) else tuple(items)
+
+    def unary(self, n: ast.UnaryOp) -> Any:
+        operand = self.eval(n.operand)
+        if isinstance(n.op, ast.Not):
+            return not operand
+        sign = operator.neg if isinstance(n.op, ast.USub) else operator.pos
+        return self.apply(n, sign, operand)
+
+    def binary(self, n: ast.BinOp) -> Any:
+        a, b = self.eval(n.left), self.eval(n.right)
+        self.check_size(n, n.op, a, b)
+        return self.apply(n, _BINOPS[type(n.op)], a, b)
+
+    def boolean(self, n: ast.BoolOp) -> Any:
+        is_and = isinstance(n.op, ast.And)
+        v: Any = None
+        for e in n.values:
+            v = self.eval(e)
+            if bool(v) != is_and:
+                return v
+        return v
+
+    def compare(self, n: ast.Compare) -> Any:
+        left = self.eval(n.left)
+        for op, comp in zip(n.ops, n.comparators, strict=True):
+            right = self.eval(comp)
+            if not self.apply(n, _CMPOPS[type(op)], left, right):
+                return False
+            left = right
+        return True
+
+    def choice(self, n: ast.IfExp) -> Any:
+        return self.eval(n.body) if self.eval(n.test) else self.eval(n.orelse)
+
+    def subscript(self, n: ast.Subscript) -> Any:
+        seq = self.eval(n.value)
+        if isinstance(n.slice, ast.Slice):
+            parts = [None if p is None else self.eval(p)
+                     for p in (n.slice.lower, n.slice.upper, n.slice.step)]
+            return self.apply(n, lambda s, p: s[slice(*p)], seq, parts)
+        return self.apply(n, operator.getitem, seq, self.eval(n.slice))
+
+    def call(self, n: ast.Call) -> Any:
+        assert isinstance(n.func, ast.Name)
+        fname = n.func.id
+        args = [self.eval(a) for a in n.args]
+        self.check_call(n, fname, args)
+        return self.apply(n, lambda *a: FUNCTIONS[fname](*a), *args)
 
     def check_size(self, n: ast.AST, op: ast.operator, a: Any, b: Any) -> None:
         """Refuse before computing anything that would be huge."""
@@ -338,6 +352,15 @@ class _Evaluator:
         if isinstance(out, int) and not isinstance(out, bool) and out.bit_length() > MAX_INT_BITS:
             raise self.fail(n, "LS126", f"number too large (limit: {MAX_INT_BITS}-bit numbers)")
         return out
+
+
+# Each allowed expression form and the method that evaluates it.
+_FORMS: dict[type[ast.AST], Callable[[_Evaluator, Any], Any]] = {
+    ast.Constant: _Evaluator.constant, ast.Name: _Evaluator.name, ast.List: _Evaluator.sequence,
+    ast.Tuple: _Evaluator.sequence, ast.UnaryOp: _Evaluator.unary, ast.BinOp: _Evaluator.binary,
+    ast.BoolOp: _Evaluator.boolean, ast.Compare: _Evaluator.compare, ast.IfExp: _Evaluator.choice,
+    ast.Subscript: _Evaluator.subscript, ast.Call: _Evaluator.call,
+}
 
 
 def _size(value: Any) -> int:
