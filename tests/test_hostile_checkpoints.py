@@ -24,6 +24,9 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import fuzz_examples, hang_guard
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 from test_bad_inputs import MLP, Bad, run_case
 from test_hostile_files import Hostile, device, fifo
 
@@ -368,3 +371,56 @@ def test_torch_reads_no_more_than_its_cap(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(reader, "MAX_TORCH_READ_BYTES", 4096)
     with pytest.raises(reader.CheckpointError, match="torch would read more than 4,096 bytes"):
         reader.read_checkpoint(tmp_path / "big.pt")
+
+
+# --- fuzzing: any bytes are a checkpoint or a clear error ---------------------------------------
+
+_JSONISH = hs.recursive(hs.none() | hs.booleans() | hs.integers(-2**70, 2**70) | hs.text(max_size=8)
+                        | hs.sampled_from(["F32", "BF16", "I64", "F4", "F6_E2M3"]),
+                        lambda inner: hs.lists(inner, max_size=4)
+                        | hs.dictionaries(hs.sampled_from(["dtype", "shape", "data_offsets",
+                                                           "__metadata__", "w", "v"]), inner,
+                                          max_size=4), max_leaves=12)
+
+
+def _read(tmp_path: Path, name: str, content: bytes) -> None:
+    """The property: a checkpoint, or CheckpointError; never another exception, never a hang."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    with hang_guard(name):
+        try:
+            reader.read_checkpoint(path)
+        except reader.CheckpointError as e:
+            assert e.diagnostics and e.diagnostics[0].code in ("LS308", "LS309")
+
+
+@settings(max_examples=fuzz_examples(200))
+@given(header=hs.dictionaries(hs.text(max_size=6), _JSONISH, max_size=5) | _JSONISH,
+       data=hs.integers(0, 64), length_delta=hs.sampled_from([0, 0, 0, -1, 1, 2**40]))
+def test_fuzz_safetensors_headers(tmp_path_factory: pytest.TempPathFactory, header: Any,
+                                  data: int, length_delta: int) -> None:
+    raw = json.dumps(header).encode("utf-8")
+    content = st_bytes(raw, data, max(0, len(raw) + length_delta))
+    _read(tmp_path_factory.mktemp("st"), "m.safetensors", content)
+
+
+def st_bytes(raw: bytes, data: int, length: int) -> bytes:
+    return struct.pack("<Q", length) + raw + b"\0" * data
+
+
+@settings(max_examples=fuzz_examples(60))
+@given(flips=hs.lists(hs.tuples(hs.integers(0, 10**6), hs.integers(0, 255)), min_size=1,
+                      max_size=6), cut=hs.integers(0, 10**6) | hs.none())
+def test_fuzz_pytorch_files(tmp_path_factory: pytest.TempPathFactory,
+                            flips: list[tuple[int, int]], cut: int | None) -> None:
+    """A torch.save file (zip or pre-1.6 form) with bytes changed or cut short."""
+    buffer = io.BytesIO()
+    legacy = bool(flips[0][1] % 2)
+    torch.save({"0.weight": torch.zeros(4, 3), "0.bias": torch.zeros(4)}, buffer,
+               _use_new_zipfile_serialization=not legacy)
+    data = bytearray(buffer.getvalue())
+    for at, value in flips:
+        data[at % len(data)] = value
+    if cut is not None:
+        data = data[: cut % len(data)]
+    _read(tmp_path_factory.mktemp("pt"), "m.pt", bytes(data))
