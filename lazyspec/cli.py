@@ -149,7 +149,7 @@ class Output:
         return reporter(self.format, color=color, width=width, depth=self.depth)
 
     def report(self, kind: str, data: Any) -> None:
-        """Render `data` with this output's reporter (`kind`: infer, gate or show) and write
+        """Render `data` with this output's reporter (`kind`: infer, gate, show, weights) and write
         it; in `github` format, the Markdown report also goes to $GITHUB_STEP_SUMMARY."""
         text = getattr(self.reporter(), kind)(data)
         summary = None
