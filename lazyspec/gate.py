@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lazyspec import lock as lockfile
 from lazyspec.config import Budgets, Config, RunConfig
@@ -18,6 +18,9 @@ from lazyspec.inputs import parse_input, to_input
 from lazyspec.result import InferResult
 from lazyspec.shapes import as_lists
 from lazyspec.weights import WeightsReport
+
+if TYPE_CHECKING:
+    from lazyspec import engine
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -181,7 +184,7 @@ def run_one(spec: Path, run: RunConfig, key_root: Path, options: GateOptions,
     return outcome
 
 
-def _check_checkpoint(outcome: RunOutcome, done: Any, spec: Path) -> None:
+def _check_checkpoint(outcome: RunOutcome, done: engine.Outcome, spec: Path) -> None:
     """The run's checkpoint against the module the run materialised, from its header alone; a
     checkpoint that cannot be read is this run's error (exit 2), not the whole gate's."""
     from lazyspec.checkpoint import read_checkpoint

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from lazyspec.weights import WeightsReport
 
 MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error annotations per step
+MAX_NOTICES = 3  # of a weights report's notes (prefixes and layouts to declare)
 TITLES = {"missing": "missing key", "unexpected": "unexpected key", "mismatch": "shape mismatch"}
 
 
@@ -74,6 +75,8 @@ class GithubReporter:
             message = text + (f"\n{row.note}" if row.note else "")
             lines.append(annotation(message, where, f"lazyspec checkpoint: {TITLES[row.status]}"))
         out = capped(lines)
+        out += [f"::notice title=lazyspec weights::{escape_data(note)}"
+                for note in report.notes[:MAX_NOTICES]]  # the fixes the report suggests
         verdict = ("fits" if report.fits else "not compared" if not report.compared
                    else f"does not fit ({len(problems):,} problem(s))")
         out.append(f"lazyspec weights: {report.spec} vs {report.checkpoint}: {verdict}")
