@@ -162,7 +162,7 @@ class Output:
         return reporter(self.format, color=self.color, width=width, depth=self.depth)
 
     def report(self, kind: str, data: Any) -> None:
-        """Render `data` with this output's reporter (`kind`: infer, gate or show) and write
+        """Render `data` with this output's reporter (`kind`: infer, gate, show, weights) and write
         it; in `github` format, the Markdown report also goes to $GITHUB_STEP_SUMMARY."""
         text = getattr(self.reporter(), kind)(data)
         summary = None
@@ -452,6 +452,76 @@ def _write_export(outcome: Outcome, to: str, output: Path | None, init: str,
     except exporter.ExportError as e:
         raise usage_error(str(e), code="LS307") from None
     Output("export", output).emit(text)
+
+
+StripPrefixOpt = Annotated[list[str] | None, typer.Option(
+    "--strip-prefix", metavar="PREFIX", help="Remove this prefix from the checkpoint's names "
+    "(Hugging Face's `transformer.`, `model.`); repeat for several, the first that matches wins.")]
+AddPrefixOpt = Annotated[str | None, typer.Option(
+    "--add-prefix", metavar="PREFIX", help="Then add this prefix to every checkpoint name.")]
+TransposeOpt = Annotated[list[str] | None, typer.Option(
+    "--transpose", metavar="GLOB", help="Keys (spec names) whose 2-d tensors the checkpoint "
+    "stores transposed, [in, out] (HF GPT-2's Conv1D: '*.c_attn.weight'); repeatable.")]
+IgnoreOpt = Annotated[list[str] | None, typer.Option(
+    "--ignore", metavar="GLOB", help="Keys (spec names) to leave out on both sides; repeatable.")]
+
+
+@app.command()
+def weights(
+    spec: Annotated[Path, typer.Argument(help="The YAML model spec.")],
+    checkpoint: Annotated[str, typer.Argument(
+        help="A .safetensors or PyTorch .pt/.bin file, a sharded checkpoint's index "
+        "(model.safetensors.index.json), or a quoted glob of shards.")],
+    input: InputOpt = None,
+    set_: SetOpt = None,
+    scale: ScaleOpt = None,
+    allow: AllowOpt = None,
+    strip_prefix: StripPrefixOpt = None,
+    add_prefix: AddPrefixOpt = None,
+    transpose: TransposeOpt = None,
+    ignore: IgnoreOpt = None,
+    format: FormatOpt = "table",
+    output_file: OutputFileOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Does CHECKPOINT fit SPEC? Compares the spec's state dict with the checkpoint's tensors,
+    read from its header alone, as load_state_dict(strict=True) would: exit 0 fits, 1 does not,
+    2 the file cannot be read."""
+    from lazyspec.inputs import parse_input
+
+    out = Output(format, output_file)
+    out.reporter()
+    inputs = [parse_input(i) for i in input or []]
+    overrides = parse_sets(set_)
+    layout = _layout(strip_prefix, add_prefix, transpose, ignore)
+    settings = _config(config)
+
+    from lazyspec import engine
+    from lazyspec.checkpoint import read_checkpoint
+    from lazyspec.weights import check
+
+    stored = read_checkpoint(checkpoint)  # an unreadable file fails before the dry run
+    options = _build_options(settings, allow, sets=overrides, scale=scale)
+    # Parameter shapes need only the concrete pass: named input dims take their hint sizes.
+    outcome = engine.run(engine.Request(spec, inputs=tuple(inputs), options=options,
+                                        symbolic=False))
+    _show_diagnostics(outcome.diagnostics, outcome.ran, outcome.sources)
+    report = check(outcome, stored, layout)
+    out.report("weights", report)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+def _layout(strip: list[str] | None, add: str | None, transpose: list[str] | None,
+            ignore: list[str] | None) -> Any:
+    from lazyspec.weights import Layout
+
+    for flag, values in (("--strip-prefix", strip), ("--add-prefix", [add] if add is not None
+                                                     else []),
+                         ("--transpose", transpose), ("--ignore", ignore)):
+        if any(not v for v in values or []):
+            raise usage_error(f"{flag} needs a non-empty value")
+    return Layout(tuple(strip or ()), add or "", tuple(transpose or ()), tuple(ignore or ()))
 
 
 @app.command()

@@ -16,6 +16,8 @@ Torch-free. Unknown keys are errors (exit 2), as in ruff and mypy.
     max-params = "10K"
     scale = "r34"
     set = { d = 256 }
+    checkpoint = "weights/mlp.safetensors"   # checked by `check`: a file, an index or a glob
+    checkpoint-layout = { strip-prefix = "model." }   # see lazyspec.weights.Layout
 """
 
 from __future__ import annotations
@@ -28,9 +30,12 @@ from typing import Any
 
 from lazyspec.errors import Diagnostic, Location, UsageError, did_you_mean
 from lazyspec.options import is_plain_value
+from lazyspec.weights import Layout
 
 TOP_KEYS = ("specs", "lock", "allow", "max-params", "max-bytes", "run")
-RUN_KEYS = ("spec", "inputs", "expect-output", "max-params", "max-bytes", "scale", "set")
+RUN_KEYS = ("spec", "inputs", "expect-output", "max-params", "max-bytes", "scale", "set",
+            "checkpoint", "checkpoint-layout")
+LAYOUT_KEYS = ("strip-prefix", "add-prefix", "transpose", "ignore")
 DEFAULT_LOCK = "lazyspec.lock"
 # Limits on what a pull request's pyproject.toml or lock file can make a gate do (exit 2 over them):
 MAX_PYPROJECT_BYTES = 1_000_000  # as for a spec file
@@ -58,6 +63,8 @@ class RunConfig:
     scale: str | None = None
     sets: tuple[tuple[str, Any], ...] = ()
     budgets: Budgets = field(default_factory=Budgets)
+    checkpoint: str | None = None  # a file, an index or a glob, relative to pyproject.toml
+    layout: Layout = field(default_factory=Layout)
 
 
 @dataclass
@@ -273,4 +280,30 @@ def _run(run: dict[str, Any], where: str, path: Path) -> RunConfig:
                             "give other input sets their own [[tool.lazyspec.run]]")
     return RunConfig(spec=spec, inputs=tuple(_input(i, where, path) for i in inputs),
                      scale=scale, sets=tuple(sorted(sets.items())),
-                     budgets=_budgets(run, path, where))
+                     budgets=_budgets(run, path, where), **_checkpoint(run, where, path))
+
+
+def _checkpoint(run: dict[str, Any], where: str, path: Path) -> dict[str, Any]:
+    """A run's `checkpoint` (relative to pyproject.toml; a glob stays a glob) and its
+    `checkpoint-layout` table."""
+    if "checkpoint" not in run:
+        if "checkpoint-layout" in run:
+            raise _config_error(path, f"{where}: `checkpoint-layout` without a `checkpoint`")
+        return {}
+    value = run["checkpoint"]
+    if not isinstance(value, str) or not value.strip():
+        raise _config_error(path, f"{where} `checkpoint` must be a path (a file, an index "
+                            ".json or a glob of shards)")
+    table = run.get("checkpoint-layout", {})
+    if not isinstance(table, dict):
+        raise _config_error(path, f"{where} `checkpoint-layout` must be a table")
+    _check_keys(table, LAYOUT_KEYS, f"{where} checkpoint-layout", path)
+    add = table.get("add-prefix", "")
+    if not isinstance(add, str):
+        raise _config_error(path, f"{where} checkpoint-layout `add-prefix` must be a string")
+    lists = {key: tuple(_strings(table.get(key, []), f"checkpoint-layout {key}", path))
+             for key in ("strip-prefix", "transpose", "ignore")}
+    if any(not item for items in lists.values() for item in items):
+        raise _config_error(path, f"{where} checkpoint-layout: an empty prefix or glob")
+    layout = Layout(lists["strip-prefix"], add, lists["transpose"], lists["ignore"])
+    return {"checkpoint": str(path.parent / value.replace("\\", "/")), "layout": layout}

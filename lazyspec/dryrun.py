@@ -35,16 +35,17 @@ class Forward:
     tracer: Tracer
 
 
-def run(built: Built, given: Sequence[InputShape]) -> InferResult:
+def run(built: Built, given: Sequence[InputShape], symbolic: bool = True) -> InferResult:
     """Dry-run a compiled model: one traced pass, then its result; named input dimensions add a
-    symbolic pass after the concrete one. Raises DryRunError at the first failing node. On a
-    real device the result carries the measured forward time and peak memory."""
+    symbolic pass after the concrete one (unless `symbolic` is False). Raises DryRunError at the
+    first failing node. On a real device the result carries the measured forward time and peak
+    memory."""
     done = forward(built, given)
     result = summarize(built, done.bound, done.outputs, done.tracer)
     device = built.options.device
     if device != "meta":
         result.run = RunStats(0, None, memory.peak_bytes(device), done.tracer.seconds)
-    if any(b.symbolic for b in done.bound):
+    if symbolic and any(b.symbolic for b in done.bound):
         _add_symbolic(result, built, done.bound)
     return result
 

@@ -46,6 +46,7 @@ class Request:
     options: BuildOptions = field(default_factory=BuildOptions)
     budgets: Budgets = field(default_factory=Budgets)
     stage: Stage = "run"  # where to stop: after parsing, after compiling, or after the dry run
+    symbolic: bool = True  # named input dims: also run the symbolic pass (`weights` needs not)
 
 
 @dataclass
@@ -109,20 +110,21 @@ def _compile_and_run(request: Request, outcome: Outcome) -> None:
         outcome.built = build(outcome.parsed, request.options)
         outcome.findings = list(outcome.built.warnings)
         return
-    outcome.built, outcome.result = _dry_run(outcome.parsed, request.options, request.inputs)
+    outcome.built, outcome.result = _dry_run(outcome.parsed, request.options, request.inputs,
+                                             request.symbolic)
     outcome.findings = [*outcome.built.warnings,
                         *check_budgets(outcome.result, request.budgets)]
 
 
-def _dry_run(spec: Spec, options: BuildOptions,
-             given: Sequence[InputShape]) -> tuple[Built, InferResult]:
+def _dry_run(spec: Spec, options: BuildOptions, given: Sequence[InputShape],
+             symbolic: bool = True) -> tuple[Built, InferResult]:
     """Compile and dry-run. Several input sets run in turn on the module the first one
     materialised (D2L 6.4, exercise 3), and a later set that its parameters cannot take fails
     at the node."""
     from lazyspec.inputs import split_runs
 
     first, *later = split_runs(spec, given)
-    built, result = _first_run(spec, options, first)
+    built, result = _first_run(spec, options, first, symbolic)
     if later and options.device != "meta":
         _check_later_runs_fit(spec, options, first, later)
     for inputs in later:
@@ -130,8 +132,8 @@ def _dry_run(spec: Spec, options: BuildOptions,
     return built, result
 
 
-def _first_run(spec: Spec, options: BuildOptions,
-               given: Sequence[InputShape]) -> tuple[Built, InferResult]:
+def _first_run(spec: Spec, options: BuildOptions, given: Sequence[InputShape],
+               symbolic: bool = True) -> tuple[Built, InferResult]:
     """Compile and run one input set; the module comes back materialised. On a real device, a
     `meta` pass first estimates the memory the run needs, and a run that would not fit in the
     device's free memory is refused (exit 2)."""
@@ -140,7 +142,7 @@ def _first_run(spec: Spec, options: BuildOptions,
 
     if options.device == "meta":
         built = build(spec, options)
-        return built, dryrun.run(built, given)
+        return built, dryrun.run(built, given, symbolic)
     planned = dryrun.run(build(spec, replace(options, device="meta")), given)
     estimate = memory.forward_bytes(planned)
     available = memory.refuse_if_too_large(estimate, options.device)
@@ -149,7 +151,7 @@ def _first_run(spec: Spec, options: BuildOptions,
 
         torch.cuda.reset_peak_memory_stats(torch.device(options.device))
     built = build(spec, options)
-    result = dryrun.run(built, given)
+    result = dryrun.run(built, given, symbolic)
     if result.run is not None:
         result.run.estimate_bytes, result.run.available_bytes = estimate, available
     return built, result

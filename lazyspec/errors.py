@@ -91,6 +91,8 @@ CODES: dict[str, Code] = {
         Code("LS305", "lock file cannot be read", 2),
         Code("LS306", "not enough free memory on the device", 2),
         Code("LS307", "the model cannot be exported in that form", 2),
+        Code("LS308", "checkpoint cannot be read", 2),
+        Code("LS309", "checkpoint refused: loading it would run code", 2),
     ]
 }
 
@@ -151,6 +153,11 @@ class AlreadyReported(SpecError):
 
 class UsageError(LazyspecError):
     """Bad command-line values, unavailable devices: lazyspec could not do its job."""
+
+
+class CheckpointError(LazyspecError):
+    """A checkpoint (weights file, shard or index) cannot be read, or is refused: lazyspec could
+    not do its job (exit 2)."""
 
 
 def dedupe(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:

@@ -11,7 +11,8 @@ A run killed between creating its temporary file and the rename leaves that file
 (`.NAME.PID.XXXX.tmp`, beside NAME); the next write of NAME removes it once its writer is gone.
 
 Reading. `read_capped` reads a regular file only (a FIFO would block, `/dev/zero` never ends) and
-never more than a limit, whatever the file says its size is.
+never more than a limit, whatever the file says its size is; `regular_size` makes the same checks
+for readers that read only part of a file (a checkpoint's header).
 
 Locking. `exclusive` holds an OS lock (flock) on the folder of a file for a read-merge-write, so
 that two `lazyspec lock` runs sharing a lock file do not lose each other's entries.
@@ -164,17 +165,24 @@ class FileTooLarge(OSError):
         self.limit = limit
 
 
+def regular_size(path: Path) -> int:
+    """The size of a regular file, for readers that read only part of one (a checkpoint's
+    header). OSError (with a plain `strerror`): no such file, a folder, not a regular file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "no such file", str(path)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block, /dev/zero would never end
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return st.st_size
+
+
 def read_capped(path: Path, limit: int) -> bytes:
     """The bytes of a regular file of at most `limit` bytes. OSError (with a plain `strerror`):
     no such file, a folder, not a regular file; FileTooLarge over the limit."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise FileNotFoundError(errno.ENOENT, "no such file", str(path)) from None
-    if stat.S_ISDIR(mode):
-        raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
-    if not stat.S_ISREG(mode):  # a FIFO would block, /dev/zero would never end
-        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    regular_size(path)
     with open(path, "rb") as f:
         data = f.read(limit + 1)  # never more than the limit, whatever st_size says
     if len(data) > limit:

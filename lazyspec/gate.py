@@ -9,14 +9,18 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lazyspec import lock as lockfile
 from lazyspec.config import Budgets, Config, RunConfig
-from lazyspec.errors import Diagnostic, Location, UsageError
+from lazyspec.errors import CheckpointError, Diagnostic, Location, UsageError
 from lazyspec.inputs import parse_input, to_input
 from lazyspec.result import InferResult
 from lazyspec.shapes import as_lists
+from lazyspec.weights import WeightsReport
+
+if TYPE_CHECKING:
+    from lazyspec import engine
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -35,11 +39,14 @@ class RunOutcome:
     lock_status: str = "ok"  # ok | changed | missing | updated | not-checked
     ran: list[str] | None = None
     sources: dict[str, str] = field(default_factory=dict)  # texts its diagnostics point into
+    checkpoint: WeightsReport | None = None  # the run's `checkpoint`, when `check` compared it
 
     @property
     def exit_code(self) -> int:
         codes = [d.exit_code for d in self.diagnostics]
         if self.lock_status in ("changed", "missing"):
+            codes.append(1)
+        if self.checkpoint is not None and not self.checkpoint.fits:
             codes.append(1)
         return max(codes, default=0)
 
@@ -120,6 +127,7 @@ class GateOptions:
     sets: tuple[tuple[str, Any], ...] = ()
     budgets: Budgets = field(default_factory=Budgets)
     max_op_tensors: int | None = None  # --max-op-tensors; None: the build's default
+    checkpoints: bool = True  # compare the runs' checkpoints (`check`; `lock` does not)
 
 
 def plan(specs: list[Path], config: Config, options: GateOptions,
@@ -174,7 +182,25 @@ def run_one(spec: Path, run: RunConfig, key_root: Path, options: GateOptions,
     outcome.result = done.result if done.error is None else None
     outcome.diagnostics.extend(done.diagnostics)
     outcome.ran, outcome.sources = done.ran, done.sources
+    if run.checkpoint is not None and options.checkpoints and outcome.result is not None:
+        _check_checkpoint(outcome, done, spec)
     return outcome
+
+
+def _check_checkpoint(outcome: RunOutcome, done: engine.Outcome, spec: Path) -> None:
+    """The run's checkpoint against the module the run materialised, from its header alone; a
+    checkpoint that cannot be read is this run's error (exit 2), not the whole gate's."""
+    from lazyspec.checkpoint import read_checkpoint
+    from lazyspec.weights import check
+
+    assert outcome.run.checkpoint is not None
+    try:
+        path = str(_shown(Path(outcome.run.checkpoint)))  # as reports name files
+        outcome.checkpoint = check(done, read_checkpoint(path), outcome.run.layout)
+    except CheckpointError as e:
+        for d in e.diagnostics:
+            d.message = f"{spec}: {d.message}"
+        outcome.diagnostics.extend(e.diagnostics)
 
 
 def run_all(paths: Sequence[Path], config: Config, options: GateOptions, *, update: bool,
@@ -195,8 +221,9 @@ def run_all(paths: Sequence[Path], config: Config, options: GateOptions, *, upda
         locked = state.entries
     else:
         locked = lockfile.read(lock_path)
+    run_options = replace(options, checkpoints=False) if update else options
     for spec, run in plan(specs, config, options, locked):
-        report.outcomes.append(run_one(spec, run, key_root, options, config))
+        report.outcomes.append(run_one(spec, run, key_root, run_options, config))
     if update:
         _update_lock(lock_path, report, scope, key_root, force, state)
         return report

@@ -167,7 +167,8 @@ def test_the_stdlib_module_named_by_an_op_is_not_imported(
 
 def test_names_that_are_not_module_classes_are_refused(
         sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
-    spec = sandbox.write("layers:\n  - UninitializedParameter\n  - init\n  - Sequential\n  - Module\n")
+    spec = sandbox.write("layers:\n  - UninitializedParameter\n  - init\n  - Sequential\n"
+                         "  - Module\n")
     run = sandbox.run(capsys, str(spec), "--input", "2,20")
     assert run.code == 1
     assert [(c, line) for c, line, _, _ in run.diagnostics] == [

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from lazyspec.gate import GateReport
     from lazyspec.preview import Preview
     from lazyspec.result import InferOutcome
+    from lazyspec.weights import WeightsReport
 
 
 class Reporter(Protocol):
@@ -20,8 +21,10 @@ class Reporter(Protocol):
 
     def show(self, preview: Preview) -> str: ...
 
+    def weights(self, report: WeightsReport) -> str: ...
 
-FORMATS = ("table", "json", "markdown", "github")  # infer, show, check and lock reports
+
+FORMATS = ("table", "json", "markdown", "github")  # infer, show, check, lock, weights reports
 GRAPH_FORMATS = ("mermaid", "dot")  # `lazyspec graph` diagrams (report/graph_text.py)
 
 

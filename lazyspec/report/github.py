@@ -13,8 +13,11 @@ if TYPE_CHECKING:
     from lazyspec.gate import GateReport, RunOutcome
     from lazyspec.preview import Preview
     from lazyspec.result import InferOutcome
+    from lazyspec.weights import WeightsReport
 
 MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error annotations per step
+MAX_NOTICES = 3  # of a weights report's notes (prefixes and layouts to declare)
+TITLES = {"missing": "missing key", "unexpected": "unexpected key", "mismatch": "shape mismatch"}
 
 
 def escape_data(text: str) -> str:
@@ -75,6 +78,24 @@ class GithubReporter:
                 f"{preview.known_params:,} parameters known before any input, {waiting} "
                 "parameter tensors wait for it\n")
 
+    def weights(self, report: WeightsReport) -> str:
+        """One annotation per key that does not fit, at its spec line; then the verdict."""
+        from lazyspec.weights import problem_lines
+
+        lines = [diagnostic_annotation(d) for d in report.diagnostics]
+        problems = report.problems
+        for row, text in zip(problems, problem_lines(report), strict=False):
+            where = row.location or Location(report.spec, 1, 1)
+            message = text + (f"\n{row.note}" if row.note else "")
+            lines.append(annotation(message, where, f"lazyspec checkpoint: {TITLES[row.status]}"))
+        out = capped(lines)
+        out += [f"::notice title=lazyspec weights::{escape_data(note)}"
+                for note in report.notes[:MAX_NOTICES]]  # the fixes the report suggests
+        verdict = ("fits" if report.fits else "not compared" if not report.compared
+                   else f"does not fit ({len(problems):,} problem(s))")
+        out.append(f"lazyspec weights: {report.spec} vs {report.checkpoint}: {verdict}")
+        return "".join(line + "\n" for line in out)
+
     def gate(self, report: GateReport) -> str:
         lines: list[str] = []
         for o in report.outcomes:
@@ -83,6 +104,7 @@ class GithubReporter:
                 where = _drift_location(o)
                 message = message_lines([f"lock drift for {o.spec_key} [{o.key}]:", *o.drift])
                 lines.append(annotation(message, where, "lazyspec lock drift"))
+            lines += _checkpoint_annotation(o)
         for e in report.unused:
             lines.append(annotation(visible(f"unused lock entry {e.spec} [{e.key}]"),
                                     Location(str(report.lock_path), 1, 1),
@@ -108,3 +130,17 @@ def _drift_location(o: RunOutcome) -> Location | None:
             if p.path in changed and p.location is not None:
                 return p.location
     return Location(str(o.spec), 1, 1)
+
+
+def _checkpoint_annotation(o: RunOutcome) -> list[str]:
+    """A run's checkpoint that does not fit: one annotation at the spec line of the first
+    mismatching parameter, listing the problems as lock drift is listed."""
+    from lazyspec.weights import first_location, problem_lines
+
+    report = o.checkpoint
+    if report is None or report.fits:
+        return []
+    message = (f"checkpoint {report.checkpoint} does not fit {o.spec_key} [{o.key}]:\n"
+               + "\n".join(problem_lines(report, limit=20)))
+    where = first_location(report) or Location(str(o.spec), 1, 1)
+    return [annotation(message, where, "lazyspec checkpoint mismatch")]

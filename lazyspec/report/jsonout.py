@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from lazyspec.gate import GateReport, RunOutcome
     from lazyspec.preview import Preview
     from lazyspec.result import InferOutcome, InferResult, Totals
+    from lazyspec.weights import KeyRow, WeightsReport
 
 JSON_VERSION = 1
 
@@ -67,11 +68,12 @@ def infer_document(o: InferOutcome) -> dict[str, Any]:
 
 def _run(o: RunOutcome) -> dict[str, Any]:
     r = o.result
+    extra = {} if o.checkpoint is None else {"checkpoint": checkpoint_fit(o.checkpoint)}
     return {"spec": o.spec_key, "key": o.key, "inputs": list(o.run.inputs), "scale": o.run.scale,
             "status": o.status, "lock_status": o.lock_status, "drift": o.drift,
             "outputs": [as_lists(x) for x in r.outputs] if r else [],
             "totals": totals(r.totals) if r else None,
-            "diagnostics": [diagnostic(d) for d in o.diagnostics]}
+            "diagnostics": [diagnostic(d) for d in o.diagnostics], **extra}
 
 
 def gate_document(report: GateReport) -> dict[str, Any]:
@@ -99,6 +101,38 @@ def dumps(document: dict[str, Any]) -> str:
     return text.replace("##[", "#\\u0023[") + "\n"
 
 
+def _key(row: KeyRow) -> dict[str, Any]:
+    e, s = row.expected, row.stored
+    return {"name": row.name, "status": row.status,
+            "spec": None if e is None else {"shape": list(e.shape), "dtype": e.dtype,
+                                            "kind": e.kind, "tied": list(e.tied)},
+            "checkpoint": None if s is None else {"name": s.name, "shape": list(s.shape),
+                                                  "dtype": s.dtype, "file": s.file,
+                                                  "transposed": row.transposed},
+            "location": location(row.location), "note": row.note}
+
+
+def checkpoint_fit(report: WeightsReport) -> dict[str, Any]:
+    """A checkpoint against a spec: what `weights` prints and a gate run carries."""
+    layout = report.layout
+    return {"checkpoint": report.checkpoint, "format": report.format,
+            "files": list(report.files), "fits": report.fits,
+            "layout": {"strip_prefix": list(layout.strip_prefix),
+                       "add_prefix": layout.add_prefix, "transpose": list(layout.transpose),
+                       "ignore": list(layout.ignore)},
+            "counts": report.counts(), "keys": [_key(r) for r in report.rows],
+            "notes": list(report.notes)}
+
+
+def weights_document(report: WeightsReport) -> dict[str, Any]:
+    return {"version": JSON_VERSION, "command": "weights", "ok": report.exit_code == 0,
+            "exit_code": report.exit_code, "spec": report.spec,
+            "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype}
+                       for i in report.inputs],
+            "fit": checkpoint_fit(report) if report.compared else None, "ran": report.ran,
+            "diagnostics": [diagnostic(d) for d in report.diagnostics]}
+
+
 class JsonReporter:
     machine = True
 
@@ -110,3 +144,6 @@ class JsonReporter:
 
     def show(self, preview: Preview) -> str:
         return dumps(show_document(preview))
+
+    def weights(self, report: WeightsReport) -> str:
+        return dumps(weights_document(report))

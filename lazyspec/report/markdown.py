@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lazyspec.errors import Diagnostic
-from lazyspec.report.text import cost_lines, fmt_bytes
+from lazyspec.report.text import (
+    cost_lines,
+    fmt_bytes,
+    weights_cells,
+    weights_header,
+    weights_summary,
+)
 from lazyspec.shapes import format_dims, format_shape
 from lazyspec.textsafe import visible
 
@@ -13,6 +19,9 @@ if TYPE_CHECKING:
     from lazyspec.gate import GateReport
     from lazyspec.preview import Preview
     from lazyspec.result import InferOutcome
+    from lazyspec.weights import WeightsReport
+
+MAX_WEIGHTS_ROWS = 100  # a pull-request comment stays readable; `lazyspec weights` lists all
 
 
 def _cell(text: object) -> str:
@@ -75,6 +84,9 @@ class MarkdownReporter:
                   "parameter tensors wait for the input."]
         return _text(lines)
 
+    def weights(self, report: WeightsReport) -> str:
+        return weights_md(report)
+
     def gate(self, report: GateReport) -> str:
         lines = [f"### lazyspec {report.command}: "
                  f"{'passed' if report.exit_code == 0 else 'failed'}", "",
@@ -92,7 +104,37 @@ class MarkdownReporter:
                 lines += ["", f"#### `{o.spec_key}` `{_cell(o.key)}`", ""]
                 lines += [f"- `{_cell(d)}`" for d in o.drift]
                 lines += diagnostics_md(o.diagnostics)
+            lines += checkpoint_md(o.checkpoint)
         if report.unused:
             lines += ["", "Unused lock entries (remove them with `lazyspec lock`):", ""]
             lines += [f"- `{e.spec}` `{_cell(e.key)}`" for e in report.unused]
         return _text(lines)
+
+
+def checkpoint_md(report: WeightsReport | None) -> list[str]:
+    """A gate run's checkpoint that does not fit, listed as lock drift is."""
+    if report is None or report.fits:
+        return []
+    from lazyspec.weights import problem_lines
+
+    return ["", f"Checkpoint `{_cell(report.checkpoint)}` does not fit:", "",
+            *[f"- `{_cell(line)}`" for line in problem_lines(report, limit=20)]]
+
+
+def weights_md(report: WeightsReport) -> str:
+    """`lazyspec weights`: the keys that do not fit, counts, dtypes, the verdict."""
+    head, *rest = weights_header(report)
+    lines = [f"### lazyspec weights: {_cell(head)}", "", *[f"{_cell(x)}  " for x in rest]]
+    if report.problems:
+        lines += ["", "| Status | Key | Spec | Checkpoint | Line |",
+                  "| --- | --- | --- | --- | ---: |"]
+        for row in report.problems[:MAX_WEIGHTS_ROWS]:
+            status, key, spec, stored, line = weights_cells(row)
+            lines.append(f"| {status} | `{_cell(key)}` | {spec} | {stored} | {line} |")
+        left = len(report.problems) - MAX_WEIGHTS_ROWS
+        if left > 0:
+            lines += ["", f"... and {left:,} more (`lazyspec weights` lists them all)"]
+    lines += ["", *[f"{_cell(x)}  " for x in weights_summary(report)]]
+    if report.diagnostics:
+        lines += ["", *diagnostics_md(report.diagnostics)]
+    return _text(lines)

@@ -10,14 +10,22 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from lazyspec.report.text import cost_lines, fmt_bytes, fmt_count
+from lazyspec.report.text import (
+    cost_lines,
+    fmt_bytes,
+    fmt_count,
+    weights_cells,
+    weights_header,
+    weights_summary,
+)
 from lazyspec.result import InferOutcome, InferResult
 from lazyspec.shapes import format_dims, format_shape
 from lazyspec.textsafe import visible
 
 if TYPE_CHECKING:
-    from lazyspec.gate import GateReport
+    from lazyspec.gate import GateReport, RunOutcome
     from lazyspec.preview import Preview
+    from lazyspec.weights import WeightsReport
 
 
 def _line(loc: Any) -> str:
@@ -127,6 +135,7 @@ def render_gate(report: GateReport) -> RenderableType:
         status = o.status.upper() if o.status != "ok" else "ok"
         if o.lock_status in ("changed", "missing", "updated", "not-written"):
             status += f" ({o.lock_status.replace('-', ' ')})"
+        status += _checkpoint_status(o)
         cells = (status, o.spec_key, o.key, f"{r.totals.params:,}" if r else "",
                  ", ".join(format_shape(x) for x in r.outputs) if r else "")
         table.add_row(*(Text(visible(cell)) for cell in cells))
@@ -135,6 +144,7 @@ def render_gate(report: GateReport) -> RenderableType:
         if o.drift:
             lines.append(f"{o.spec_key} [{o.key}]:")
             lines += [f"  {d}" for d in o.drift]
+    lines += checkpoint_lines(report)
     for e in report.unused:
         lines.append(f"unused lock entry: {e.spec} [{e.key}] (run `lazyspec lock` to drop it)")
     ok = sum(o.exit_code == 0 for o in report.outcomes)
@@ -146,6 +156,50 @@ def render_gate(report: GateReport) -> RenderableType:
     lines.append(summary)
     lines += report.notes
     return Group(table, _lines(lines))
+
+
+def _checkpoint_status(o: RunOutcome) -> str:
+    if o.checkpoint is None:
+        return ""
+    return " (checkpoint ok)" if o.checkpoint.fits else " (checkpoint)"
+
+
+def checkpoint_lines(report: GateReport) -> list[str]:
+    """The checkpoints that do not fit their runs, listed as lock drift is."""
+    from lazyspec.weights import problem_lines
+
+    lines = []
+    for o in report.outcomes:
+        if o.checkpoint is not None and not o.checkpoint.fits:
+            lines.append(f"{o.spec_key} [{o.key}]: checkpoint {o.checkpoint.checkpoint} does "
+                         "not fit:")
+            lines += [f"  {line}" for line in problem_lines(o.checkpoint, limit=20)]
+    return lines
+
+
+def _weights_table(rows: list[tuple[str, ...]]) -> RenderableType:
+    """Rows never wrap: keys are searched for, shapes read across (a narrow terminal wraps the
+    line instead)."""
+    columns = [("Status", "left"), ("Key", "left"), ("Spec", "left"), ("Checkpoint", "left"),
+               ("Line", "right")]
+    if len(rows) > RICH_MAX_ROWS:
+        return _table(None, columns, rows)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for heading, justify in columns:
+        table.add_column(heading, justify="right" if justify == "right" else "left",
+                         no_wrap=True)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    return table
+
+
+def render_weights(report: WeightsReport) -> RenderableType:
+    """The keys that do not fit (every key fits: none), then counts, dtypes and the verdict."""
+    parts: list[RenderableType] = [Text("\n".join(weights_header(report)))]
+    if report.problems:
+        parts.append(_weights_table([weights_cells(r) for r in report.problems]))
+    parts.append(Text("\n".join(weights_summary(report))))
+    return Group(*parts)
 
 
 def render_preview(p: Preview) -> RenderableType:
@@ -219,3 +273,8 @@ class TableReporter:
 
     def show(self, preview: Preview) -> str:
         return self._text(render_preview(preview))
+
+    def weights(self, report: WeightsReport) -> str:
+        if not report.compared:
+            return ""  # the diagnostics (on stderr) say it all
+        return self._text(render_weights(report))

@@ -3,7 +3,13 @@ No rich, no torch."""
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import TYPE_CHECKING
+
 from lazyspec.result import InferResult
+
+if TYPE_CHECKING:
+    from lazyspec.weights import KeyRow, WeightsReport
 
 
 def fmt_bytes(n: float) -> str:
@@ -41,3 +47,58 @@ def cost_lines(result: InferResult) -> list[str]:
         lines.append(f"{result.device} run: traced forward {run.forward_seconds * 1e3:,.0f} ms; "
                      f"{what} {peak}; estimated {fmt_bytes(run.estimate_bytes)}{free}")
     return lines
+
+
+# --- `lazyspec weights` and the gate's checkpoints: what table and Markdown share ----------------
+
+
+def weights_header(report: WeightsReport) -> list[str]:
+    """What was compared: the spec (at which input), the checkpoint, the layout declared."""
+    from lazyspec.shapes import format_shape
+
+    files = f"{len(report.files)} files" if len(report.files) > 1 else "1 file"
+    lines = [f"{report.spec} vs {report.checkpoint} ({report.format or '?'}, {files})"]
+    if report.inputs:
+        lines.append("spec materialised at: " + ", ".join(
+            f"{i.name} {format_shape(i.shape)} {i.dtype}" for i in report.inputs))
+    if report.layout.flags():
+        lines.append("layout: " + " ".join(report.layout.flags()))
+    return lines
+
+
+def weights_cells(row: KeyRow) -> tuple[str, str, str, str, str]:
+    """Status, key, spec shape, checkpoint shape, spec line of one row."""
+    from lazyspec.shapes import format_shape
+
+    key = row.name
+    if row.status == "unexpected" and row.stored is not None and row.stored.name != row.name:
+        key += f" (stored as {row.stored.name})"  # the name to look for in the file
+    spec = f"{format_shape(row.expected.shape)} {row.expected.dtype}" if row.expected else "-"
+    stored = "-"
+    if row.stored is not None:
+        stored = f"{format_shape(row.stored.shape)} {row.stored.dtype}"
+        stored += " (transposed)" if row.transposed else ""
+    line = str(row.location.line) if row.location is not None else ""
+    return (row.status, key, spec, stored, line)
+
+
+def weights_summary(report: WeightsReport) -> list[str]:
+    """Counts, dtypes, notes and the verdict."""
+    if not report.compared:
+        return [f"not compared: the spec failed (exit {report.exit_code})"]
+    counts = report.counts()
+    lines = [f"{len(report.rows):,} keys: {counts['ok']:,} fit, {counts['missing']:,} missing, "
+             f"{counts['unexpected']:,} unexpected, {counts['mismatch']:,} shape mismatch(es)"
+             + (f", {counts['ignored']:,} ignored" if counts["ignored"] else "")]
+    spec, stored = report.dtypes()
+    lines.append(f"dtypes: spec {_tally(spec)}; checkpoint {_tally(stored)}")
+    lines += [f"note: {n}" for n in report.notes]
+    rows = [r for r in report.problems if r.note]
+    lines += [f"note: {r.name}: {r.note}" for r in rows]
+    lines.append("fits: load_state_dict(strict=True) would take it" if report.fits else
+                 "does not fit: load_state_dict(strict=True) would fail")
+    return lines
+
+
+def _tally(counts: Counter[str]) -> str:
+    return ", ".join(f"{dtype} ({n:,})" for dtype, n in counts.most_common()) or "none"
