@@ -8,14 +8,17 @@ builds and in the model that `export --to pytorch` writes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
+import reference_modern as modern
 import torch
 from torch import nn
 
+import lazyspec
 from lazyspec import engine, export
 from lazyspec.inputs import parse_input
 from lazyspec.options import BuildOptions
@@ -203,3 +206,47 @@ def test_a_skipped_node_is_not_reported_as_computed(tmp_path: Path) -> None:
     assert done.error is None
     assert [d.message for d in done.findings] == [
         "node 'dead' (Tanh) is computed but its output is never used"]
+
+
+# --- the tiny scales compute what the libraries' code computes -----------------------------------
+
+T5_TINY = {"vocab_size": 128, "d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2,
+           "num_decoder_layers": 2, "num_heads": 4, "buckets": 8, "max_distance": 16}
+# model -> (the reference at the spec's `tiny` sizes, the inputs)
+TINY: dict[str, tuple[Callable[[], nn.Module], Callable[[], tuple[torch.Tensor, ...]]]] = {
+    "vit_b_16": (lambda: modern.VisionTransformer(32, 8, 2, 4, 32, 64, 10),
+                 lambda: (torch.randn(2, 3, 32, 32),)),
+    "convnext_tiny": (lambda: modern.ConvNeXt([8, 16, 24, 32], [1, 1, 2, 1], 10),
+                      lambda: (torch.randn(2, 3, 32, 32),)),
+    "swin_t": (lambda: modern.SwinTransformer(4, 8, [2, 2, 2, 2], [2, 2, 4, 4], 2, 10),
+               lambda: (torch.randn(2, 3, 32, 32),)),
+    "t5_small": (lambda: modern.T5ForConditionalGeneration(T5_TINY),
+                 lambda: (torch.randint(0, 128, (2, 16)), torch.randint(0, 128, (2, 8)))),
+}
+
+
+def flag(x: torch.Tensor) -> str:
+    """The `--input` text of a tensor: `2,16:int64`."""
+    return ",".join(map(str, x.shape)) + (":int64" if x.dtype == torch.int64 else "")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tiny_computes_what_the_reference_computes(name: str) -> None:
+    """The reference's weights loaded into the spec's model (strict: every key and shape) give
+    the reference's outputs, so the forward pass is the library's, not only the names."""
+    factory, make_inputs = TINY[name]
+    torch.manual_seed(0)
+    reference = factory().eval()
+    with torch.no_grad():  # norms start at 1 and layer scales at 1e-6: make every tensor count
+        for p in reference.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+    xs = make_inputs()
+    spec = lazyspec.load(SPECS / f"{name}.yaml")
+    model = spec.materialize(*(flag(x) for x in xs), device="cpu", scale="tiny")
+    state = model.state_dict()
+    for key, buffer in reference.named_buffers():  # computed by the spec, not loaded
+        assert torch.equal(state[key], buffer), key
+    model.load_state_dict(reference.state_dict())
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(*xs), reference(*xs), rtol=1e-4, atol=1e-4)
