@@ -521,7 +521,9 @@ class _Builder:
                     severity="warning", hint="read it with `in:`, or remove it"))
         first = len(module.input_names)
         for slot, step in enumerate(module.steps, start=first):
-            if slot not in read and step.info.kind is not NodeKind.COPY:
+            # A skipped node (`when: false`, `repeat: 0`) is not computed: nothing to warn about
+            # (T5's causal mask, skipped in the encoder together with the Add that reads it).
+            if slot not in read and step.info.kind not in (NodeKind.COPY, NodeKind.SKIP):
                 self.warnings.append(Diagnostic(
                     "LS151", f"node '{step.info.local}' ({step.info.op}) is computed but its "
                     "output is never used", step.info.loc, trail=trail, severity="warning",

@@ -8,9 +8,12 @@ registered in forward order (input_layernorm, self_attn, post_attention_layernor
 spec lists its nodes; Hugging Face registers self_attn and mlp before the two norms, so its
 state-dict keys are the same set in a different order (load_state_dict does not care).
 
-Like the specs, it leaves out the rotary position embedding, which has no parameters. Attention
-is written out (no F.scaled_dot_product_attention), and grouped-query attention repeats each
-key/value head for its group of query heads, as Hugging Face's repeat_kv does.
+Like the specs, it turns q and k with rotary position embeddings written as Hugging Face's
+LlamaRotaryEmbedding and apply_rotary_pos_emb compute them (inv_freq from theta 10000, the
+frequencies as a matrix product with the positions 0 .. T-1, cos and sin of [freqs, freqs],
+rotate_half); they hold no parameters. Attention is written out (no
+F.scaled_dot_product_attention), and grouped-query attention repeats each key/value head for its
+group of query heads, as Hugging Face's repeat_kv does.
 """
 
 from __future__ import annotations
@@ -48,11 +51,33 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
+def rotary_cos_sin(head_dim: int, t: int, dtype: torch.dtype, theta: float = 10000.0
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin [T, head_dim] as LlamaRotaryEmbedding computes them (attention_scaling 1)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float()
+                                / head_dim))
+    positions = torch.arange(t, dtype=torch.int64).float()
+    freqs = (inv_freq[:, None] @ positions[None, :]).transpose(0, 1)  # [T, head_dim / 2]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x [B, heads, T, head_dim] turned by position, as apply_rotary_pos_emb."""
+    return x * cos + rotate_half(x) * sin
+
+
 class LlamaAttention(nn.Module):
-    def __init__(self, d: int, n_head: int, n_kv_head: int):
+    def __init__(self, d: int, n_head: int, n_kv_head: int, theta: float = 10000.0):
         super().__init__()
         assert d % n_head == 0 and n_head % n_kv_head == 0
         self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, d // n_head
+        self.theta = theta
         self.q_proj = nn.Linear(d, n_head * self.head_dim, bias=False)
         self.k_proj = nn.Linear(d, n_kv_head * self.head_dim, bias=False)
         self.v_proj = nn.Linear(d, n_kv_head * self.head_dim, bias=False)
@@ -63,6 +88,8 @@ class LlamaAttention(nn.Module):
         q = self.q_proj(x).view(b, t, self.n_head, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
+        cos, sin = (c.to(x.device) for c in rotary_cos_sin(self.head_dim, t, x.dtype, self.theta))
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         group = self.n_head // self.n_kv_head  # query heads per key/value head
         k = k.repeat_interleave(group, dim=1)
         v = v.repeat_interleave(group, dim=1)

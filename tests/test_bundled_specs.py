@@ -274,6 +274,10 @@ SMALL = {
     "llama2-7b.yaml": (("2,16:int64",), "tiny"),
     "llama2-70b.yaml": (("2,16:int64",), "tiny"),
     "synthetic-1000.yaml": (("2,64",), "tiny"),
+    "vit_b_16.yaml": (("2,3,32,32",), "tiny"),
+    "convnext_tiny.yaml": (("2,3,32,32",), "tiny"),
+    "swin_t.yaml": (("2,3,32,32",), "tiny"),
+    "t5_small.yaml": (("input_ids=2,16:int64", "decoder_input_ids=2,8:int64"), "tiny"),
 }
 BUNDLED = sorted(p.name for p in SPECS.glob("*.yaml"))
 

@@ -387,7 +387,14 @@ def test_unused_inputs_and_dead_nodes_are_warnings(write_spec, cli) -> None:
 def test_bundled_specs_have_no_warnings(name: str) -> None:
     spec = Path(__file__).parent.parent / "specs" / name
     outcome = engine.run(engine.Request(spec, stage="compile"))
-    assert outcome.error is None and outcome.findings == []
+    assert outcome.error is None
+    assert [(d.code, d.message) for d in outcome.findings] == KNOWN_WARNINGS.get(name, [])
+
+
+# Hugging Face's T5 holds `shared` without running it (each stack looks up its own tied copy); a
+# spec cannot hold a module without running it, so the spec's `shared` runs and nothing reads it.
+KNOWN_WARNINGS = {"t5_small.yaml": [
+    ("LS151", "node 'shared' (Embedding) is computed but its output is never used")]}
 
 
 def test_positions_past_the_context_fail_on_meta_as_on_cpu() -> None:
