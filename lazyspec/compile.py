@@ -520,10 +520,15 @@ class _Builder:
                     "LS150", f"input '{name}' is never used", graph.inputs[slot].loc, trail=trail,
                     severity="warning", hint="read it with `in:`, or remove it"))
         first = len(module.input_names)
+        tied = [path for tie in self.spec.ties for path in (tie.target, tie.source)]
         for slot, step in enumerate(module.steps, start=first):
             # A skipped node (`when: false`, `repeat: 0`) is not computed: nothing to warn about
-            # (T5's causal mask, skipped in the encoder together with the Add that reads it).
-            if slot not in read and step.info.kind not in (NodeKind.COPY, NodeKind.SKIP):
+            # (T5's causal mask, skipped in the encoder together with the Add that reads it); a
+            # node whose parameters are tied is kept for them (T5's `shared`, which the stacks
+            # use through their tied copies).
+            kept = any(path.startswith(f"{step.info.path}.") for path in tied)
+            if slot not in read and not kept and \
+                    step.info.kind not in (NodeKind.COPY, NodeKind.SKIP):
                 self.warnings.append(Diagnostic(
                     "LS151", f"node '{step.info.local}' ({step.info.op}) is computed but its "
                     "output is never used", step.info.loc, trail=trail, severity="warning",

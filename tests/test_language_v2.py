@@ -388,13 +388,18 @@ def test_bundled_specs_have_no_warnings(name: str) -> None:
     spec = Path(__file__).parent.parent / "specs" / name
     outcome = engine.run(engine.Request(spec, stage="compile"))
     assert outcome.error is None
-    assert [(d.code, d.message) for d in outcome.findings] == KNOWN_WARNINGS.get(name, [])
+    assert [(d.code, d.message) for d in outcome.findings] == []
 
 
-# Hugging Face's T5 holds `shared` without running it (each stack looks up its own tied copy); a
-# spec cannot hold a module without running it, so the spec's `shared` runs and nothing reads it.
-KNOWN_WARNINGS = {"t5_small.yaml": [
-    ("LS151", "node 'shared' (Embedding) is computed but its output is never used")]}
+def test_a_node_kept_for_its_tied_parameters_is_not_dead(write_spec) -> None:
+    """Hugging Face's T5 holds `shared` without running it (each stack looks up its own tied
+    copy): its output is unused, its weight is not."""
+    spec = write_spec("layers:\n  - shared: Embedding(10, 4)\n  - emb: Embedding(10, 4)\n"
+                      "    in: input\n  - dead: ReLU\n  - out: LazyLinear(3)\n    in: emb\n"
+                      "tie:\n  - [emb.weight, shared.weight]\n")
+    outcome = engine.run(engine.Request(spec, stage="compile"))
+    assert [d.message for d in outcome.findings] == [
+        "node 'dead' (ReLU) is computed but its output is never used"]
 
 
 def test_positions_past_the_context_fail_on_meta_as_on_cpu() -> None:
