@@ -149,6 +149,15 @@ class AlreadyReported(SpecError):
         super().__init__([])
 
 
+class BudgetError(LazyspecError):
+    """A result that fails its assertions or budgets (LS21x), from `lazyspec.summary`; the result
+    itself is `.result`."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic], result: object = None):
+        self.result = result
+        super().__init__(diagnostics)
+
+
 class UsageError(LazyspecError):
     """Bad command-line values, unavailable devices: lazyspec could not do its job."""
 
