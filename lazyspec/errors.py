@@ -75,6 +75,9 @@ CODES: dict[str, Code] = {
         # LS15x: warnings (exit 0): the spec works, but something in it does nothing
         Code("LS150", "input never used", 0),
         Code("LS151", "node never used", 0),
+        # LS16x: `lazyspec import module`: what the user's module cannot be written as
+        Code("LS160", "the module cannot be written as a spec", 1),
+        Code("LS161", "the written spec does not rebuild the module", 1),
         # LS2xx: the dry run
         Code("LS201", "shape mismatch", 1),
         Code("LS202", "input does not match the spec", 1),
@@ -91,6 +94,7 @@ CODES: dict[str, Code] = {
         Code("LS305", "lock file cannot be read", 2),
         Code("LS306", "not enough free memory on the device", 2),
         Code("LS307", "the model cannot be exported in that form", 2),
+        Code("LS308", "the module cannot be loaded (`lazyspec import module`)", 2),
     ]
 }
 

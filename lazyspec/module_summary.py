@@ -46,6 +46,26 @@ from lazyspec.trace import shape_tree, tensor_bytes
 
 
 @dataclass
+class Summary(InferResult):
+    """The InferResult of `lazyspec.summary`: the same plain data the reports read, and printed
+    as lazyspec's table (`print(lazyspec.summary(model, (1, 3, 224, 224)))`)."""
+
+    def report(self, format: str = "table", depth: int | None = None,
+               width: int | None = None) -> str:
+        """The report `lazyspec infer --format FORMAT` would print: table, json, markdown or
+        github; `depth` keeps the nodes nested at most that deep."""
+        from lazyspec.report import FORMATS, reporter
+        from lazyspec.result import InferOutcome
+
+        if format not in FORMATS:
+            raise usage_error(f"unknown format '{format}'", "use " + ", ".join(FORMATS))
+        return reporter(format, width=width, depth=depth).infer(InferOutcome(self.spec, self))
+
+    def __str__(self) -> str:
+        return self.report()
+
+
+@dataclass
 class _Call:
     """One call of one submodule, in call order (parents before their children)."""
 
@@ -90,7 +110,7 @@ class _Recorder:
 
 
 def summarize_module(module: nn.Module, inputs: Sequence[Any], device: str = "meta",
-                     dtype: str | None = None, budgets: Budgets | None = None) -> InferResult:
+                     dtype: str | None = None, budgets: Budgets | None = None) -> Summary:
     """The dry run of `module` with these inputs (shapes, `"2,64:int64"` strings or tensors);
     raises DryRunError at the failing submodule, UsageError for what cannot run, BudgetError
     (holding the result) for failed assertions."""
@@ -98,7 +118,7 @@ def summarize_module(module: nn.Module, inputs: Sequence[Any], device: str = "me
         raise usage_error(f"lazyspec.summary takes an nn.Module, not {type(module).__name__}")
     device = check_device(device)
     if device == "meta":
-        result = _run(_on_meta(module), inputs, "meta", dtype)
+        result = _run(on_meta(module), inputs, "meta", dtype)
     else:
         result = _run_on_device(module, inputs, device, dtype)
     problems = [replace(d, location=None) for d in check_budgets(result, budgets or Budgets())]
@@ -108,7 +128,7 @@ def summarize_module(module: nn.Module, inputs: Sequence[Any], device: str = "me
 
 
 def _run_on_device(module: nn.Module, inputs: Sequence[Any], device: str,
-                   dtype: str | None) -> InferResult:
+                   dtype: str | None) -> Summary:
     """A real run of the module where it lives, after a meta pass says it fits."""
     where = _devices(module)
     wanted = torch.device(device)
@@ -124,7 +144,7 @@ def _run_on_device(module: nn.Module, inputs: Sequence[Any], device: str,
         raise usage_error(f"the module has lazy parameters ({lazy[0]}, ...) that a run on "
                           f"{device} would materialise, changing your module",
                           "use device='meta' (the default): it runs a copy")
-    planned = _run(_on_meta(module), inputs, "meta", dtype)
+    planned = _run(on_meta(module), inputs, "meta", dtype)
     estimate = memory.forward_bytes(planned)
     available = memory.refuse_if_too_large(estimate, device)
     if device.startswith("cuda"):
@@ -144,7 +164,7 @@ def _tensors(module: nn.Module) -> Iterator[torch.Tensor]:
     yield from module.buffers()
 
 
-def _on_meta(module: nn.Module) -> nn.Module:
+def on_meta(module: nn.Module) -> nn.Module:
     """The module itself when it is all on meta already, else its meta twin."""
     if all(t.device.type == "meta" for t in _tensors(module)):
         return module
@@ -183,7 +203,7 @@ def _meta_parameter(p: nn.Parameter) -> torch.Tensor:
 
 
 def _run(module: nn.Module, inputs: Sequence[Any], device: str, dtype: str | None,
-         ) -> InferResult:
+         ) -> Summary:
     """One traced forward pass of the module; the result as plain data."""
     tensors, records = _inputs(module, inputs, torch.device(device), dtype)
     recorder = _Recorder(CostMode())
@@ -312,7 +332,7 @@ def _failure(recorder: _Recorder, root: nn.Module, device: str,
 
 
 def _result(module: nn.Module, recorder: _Recorder, inputs: list[InputRecord], out: Any,
-            device: str) -> InferResult:
+            device: str) -> Summary:
     params = _param_records(module)
     outputs = list(out.values()) if isinstance(out, dict) else \
         list(out) if isinstance(out, tuple) else [out]
@@ -320,7 +340,7 @@ def _result(module: nn.Module, recorder: _Recorder, inputs: list[InputRecord], o
     activations = sum(c.activation_bytes for c in recorder.calls
                       if c.done and id(c.module) in leaves)
     cls = type(module)
-    return InferResult(
+    return Summary(
         spec=f"{cls.__module__}.{cls.__qualname__}", name=cls.__name__, device=device,
         dtype=_param_dtype(module), inputs=inputs, outputs=[shape_tree(o) for o in outputs],
         params=params, nodes=_node_records(module, recorder, params),

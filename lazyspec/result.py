@@ -107,19 +107,6 @@ class InferResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def report(self, format: str = "table", depth: int | None = None,
-               width: int | None = None) -> str:
-        """The report `lazyspec infer --format FORMAT` prints for this result (table, json,
-        markdown, github)."""
-        from lazyspec.report import FORMATS, reporter
-
-        if format not in FORMATS:
-            raise ValueError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
-        return reporter(format, width=width, depth=depth).infer(InferOutcome(self.spec, self))
-
-    def __str__(self) -> str:
-        return self.report()
-
 
 @dataclass
 class InferOutcome:
