@@ -11,7 +11,7 @@ masks an idiom folds into one op are never read), and it names the module path a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,8 +137,8 @@ class Builder:
         if not isinstance(arg, fx.Node) or arg not in self.refs:
             raise Unexpressible(f"reads {arg!r}, which is not a tensor the spec holds")
         found = self.refs[arg]
-        if isinstance(found, Unexpressible):
-            raise found
+        if isinstance(found, Unexpressible):  # reported where it is read: the spec needs it
+            raise cannot("LS160", f"{self.where}: {found}", _hint(found))
         return found
 
     # --- writing nodes --------------------------------------------------------------------------
@@ -210,13 +210,11 @@ class Builder:
     def _output(self, n: fx.Node) -> None:
         out = n.args[0]
         items = list(out) if isinstance(out, (tuple, list)) else [out]
-        try:
-            self.body.outputs = [self.ref(x) for x in items]
-        except Unexpressible as e:
-            raise cannot("LS160", f"{self.where} returns a value no spec op makes: {e}") from None
-        if isinstance(out, dict) or not items:
-            raise cannot("LS160", f"{self.where} returns {type(out).__name__}: a spec returns "
-                         "tensors or a tuple of them")
+        if isinstance(out, Mapping) or not items:
+            kind = "a dict" if isinstance(out, Mapping) else "nothing"
+            raise cannot("LS160", f"{self.where} returns {kind}: a spec returns tensors or a "
+                         "tuple of them")
+        self.body.outputs = [self.ref(x) for x in items]
 
     def _tensor(self, n: fx.Node) -> Ref:
         """A free parameter or buffer of this module, as a node of its own name."""
@@ -235,6 +233,10 @@ class Builder:
             op, trainable = self.ctx.rules.parameter(tensor, original), tensor.requires_grad
         elif target in dict(self.module.named_buffers(recurse=False)):
             op, trainable = self.ctx.rules.buffer(self, target, original), True
+        elif target.startswith("_tensor_constant"):
+            raise Unexpressible("is a tensor forward computed from the module's attributes "
+                                "alone (torch.fx folds it into a constant): a spec holds "
+                                "parameters and buffers, and computes from its inputs")
         else:
             raise Unexpressible(f"reads the tensor attribute '{target}', which is neither a "
                                 "parameter nor a buffer")
@@ -353,8 +355,15 @@ def plain(b: Builder, value: Any, what: str) -> Any:
 
 
 
+def _hint(e: Unexpressible) -> str:
+    return ("a spec computes with torch.nn layers and its built-in ops (docs/spec-language.md "
+            "17); write this part of forward with them, or as a torch.nn layer")
+
+
 def _call_text(n: fx.Node) -> str:
     """`torch.ones(...)`, `Tensor.masked_fill(...)`: the call as a message names it."""
+    if n.op == "get_attr":
+        return f"`self.{n.target}`"
     if n.op == "call_method":
         return f"Tensor.{n.target}(...)"
     if n.op == "call_module":

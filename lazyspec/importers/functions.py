@@ -47,8 +47,7 @@ def convert(b: Builder, n: fx.Node) -> Ref:
     except TypeError:  # an unhashable target
         rule = None
     if rule is None:
-        raise Unexpressible("has no spec op: a spec computes with torch.nn layers and the "
-                            "built-in ops (Add, Mul, Concat, Reshape, MatMul, ...)")
+        raise Unexpressible("has no spec op")
     return rule(b, n)
 
 

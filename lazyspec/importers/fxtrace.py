@@ -105,9 +105,11 @@ def where(path: str, module: nn.Module) -> str:
     return f"module '{path}' ({cls})" if path else f"the model ({cls})"
 
 
-def trace_all(root: nn.Module, is_leaf: Callable[[nn.Module], bool]) -> Trace:
-    """Trace the root and, below it, every called submodule that is not a leaf."""
-    trace = Trace(_trace_one("", root, [], {}))
+def trace_all(root: nn.Module, is_leaf: Callable[[nn.Module], bool], inputs: list[str],
+              fixed: dict[str, Any]) -> Trace:
+    """Trace the root (`inputs` its forward's arguments given shapes, `fixed` the defaults of
+    the others) and, below it, every called submodule that is not a leaf."""
+    trace = Trace(_trace_one("", root, inputs, fixed))
     queue = [trace.root]
     while queue:
         parent = queue.pop(0)
@@ -173,9 +175,6 @@ def _trace_one(path: str, module: nn.Module, inputs: list[str],
     finally:
         for m, training in was_training.items():
             m.training = training
-    if not inputs:
-        inputs = [n.target for n in graph.nodes if n.op == "placeholder"
-                  and n.target not in fixed]
     return Traced(path, module, graph, list(inputs))
 
 

@@ -137,11 +137,12 @@ def import_module(module: nn.Module, inputs: Sequence[InputShape],
     from lazyspec.importers.verify import verify
     from lazyspec.module_summary import on_meta
 
-    names, shapes, dtypes = _bind(module, inputs)
+    names, fixed, shapes, dtypes = _bind(module, inputs)
     dtype = _model_dtype(module)
     _check_shared_modules(module)
+    _check_lazy(module)
     twin = on_meta(module)
-    trace = trace_all(twin, is_leaf)
+    trace = trace_all(twin, is_leaf, names, fixed)
     shape_pass(trace, shapes, dtypes)
     ctx = Context(trace, Blocks(), _originals(module), _rules())
     root = Builder(ctx, trace.root).build()
@@ -164,8 +165,9 @@ def _rules() -> Rules:
 
 
 def _bind(module: nn.Module, inputs: Sequence[InputShape],
-          ) -> tuple[list[str], list[tuple[int, ...]], list[torch.dtype]]:
-    """forward's inputs with the shapes and dtypes of the --input flags."""
+          ) -> tuple[list[str], dict[str, Any], list[tuple[int, ...]], list[torch.dtype]]:
+    """forward's arguments that the --input flags give (named flags by name, the others in
+    order), with their shapes and dtypes, and the defaults of those they leave out."""
     if not inputs:
         raise usage_error("give the model's input shapes with --input", "for example --input "
                           "2,3,224,224 or --input 2,64:int64 (one flag per forward argument)")
@@ -174,25 +176,35 @@ def _bind(module: nn.Module, inputs: Sequence[InputShape],
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     except (TypeError, ValueError):
         params = []
-    names = [p.name for p in params][:len(inputs)]
-    if len(names) < len(inputs):
-        raise usage_error(f"{len(inputs)} --input flags, but forward takes {len(names)} "
-                          "argument(s)")
     by_name = {i.name: i for i in inputs if i.name}
-    unnamed = iter(i for i in inputs if not i.name)
+    for name, flag in by_name.items():
+        if name not in [p.name for p in params]:
+            raise usage_error(f"--input {flag}: forward has no argument '{name}'",
+                              "forward's arguments: " + ", ".join(p.name for p in params))
+    unnamed = [i for i in inputs if not i.name]
+    given: dict[str, InputShape] = {}
+    for p in params:
+        if p.name in by_name:
+            given[p.name] = by_name[p.name]
+        elif unnamed:
+            given[p.name] = unnamed.pop(0)
+    if unnamed:
+        raise usage_error(f"{len(inputs)} --input flags, but forward takes {len(params)} "
+                          "argument(s)")
+    fixed = {p.name: p.default for p in params if p.name not in given}
+    missing = [name for name, default in fixed.items() if default is inspect.Parameter.empty]
+    if missing:
+        raise usage_error(f"forward needs '{missing[0]}': give its shape with --input",
+                          f"--input {missing[0]}=...")
     float_dtype = _model_dtype(module)
     shapes, dtypes = [], []
-    for name in names:
-        flag = by_name.pop(name, None) or next(unnamed)
+    for flag in given.values():
         if not all(isinstance(d, int) for d in flag.shape):
             raise usage_error(f"--input {flag}: give sizes, not names",
                               "the spec names the dimensions that may vary itself")
         shapes.append(tuple(int(d) for d in flag.shape))
         dtypes.append(getattr(torch, DTYPES[flag.dtype][0] if flag.dtype else float_dtype))
-    if by_name:
-        raise usage_error(f"--input {next(iter(by_name.values()))}: forward has no argument "
-                          f"'{next(iter(by_name))}'", "forward's arguments: " + ", ".join(names))
-    return names, shapes, dtypes
+    return list(given), fixed, shapes, dtypes
 
 
 def _model_dtype(module: nn.Module) -> str:
@@ -217,6 +229,15 @@ def _check_shared_modules(module: nn.Module) -> None:
                          f"as '{seen[id(m)]}': one module under two names",
                          "a spec holds a module under one name; call it twice instead")
         seen.setdefault(id(m), path)
+
+
+def _check_lazy(module: nn.Module) -> None:
+    for path, m in module.named_modules():
+        if any(isinstance(p, nn.parameter.UninitializedParameter)
+               for p in m.parameters(recurse=False)):
+            raise cannot("LS160", f"module '{path}' ({type(m).__name__}) is still lazy: its "
+                         "sizes are not known yet", "run one forward pass before importing, so "
+                         "every lazy layer has its sizes")
 
 
 def _originals(module: nn.Module) -> dict[str, torch.Tensor]:
