@@ -69,7 +69,7 @@ def test_a_lazy_module_materialises_only_on_the_twin() -> None:
     result = lazyspec.summary(model, (3, 5))
     assert result.totals.params == 5 * 8 + 8 + 8 * 2 + 2
     assert isinstance(model[0].weight, nn.parameter.UninitializedParameter)
-    with pytest.raises(UsageError, match="lazy parameters .* would materialise"):
+    with pytest.raises(UsageError, match=r"lazy parameters .* would materialise"):
         lazyspec.summary(model, (3, 5), device="cpu")
 
 
@@ -147,5 +147,5 @@ def test_inputs_as_tensors_strings_and_shapes() -> None:
         lazyspec.summary(model, "B,32", "B,32")
     with pytest.raises(UsageError, match="needs the model's inputs"):
         lazyspec.summary(model)
-    with pytest.raises(UsageError, match="takes an nn.Module"):
+    with pytest.raises(UsageError, match=r"takes an nn\.Module"):
         lazyspec.summary("specs/mlp.yaml", (2, 20))
