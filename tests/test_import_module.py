@@ -272,6 +272,42 @@ def test_command_prints_to_stdout_and_takes_positional_args(project: Path, cli) 
     assert "spec written to stdout" in result.stderr
 
 
+def test_a_spec_that_computes_something_else_is_not_written(project: Path, cli,  # type: ignore[no-untyped-def]
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           ) -> None:
+    """The last check compares outputs: were torch.relu written as Sigmoid, the names and
+    shapes would agree and the outputs not, and nothing is written (LS161, exit 1)."""
+    from lazyspec.importers import functions
+
+    _, signature, taken = functions._LAYERS[torch.relu]
+    monkeypatch.setitem(functions._LAYERS, torch.relu, ("Sigmoid", signature, taken))
+    out = project / "net.yaml"
+    result = cli("import", "module", "proj_models:make", "--input", "2,8", "--output", str(out))
+    assert result.code == 1, result.stderr
+    assert "error[LS161]: output 0 differs between the spec and the module" in result.stderr
+    assert not out.exists() and result.stdout == ""
+
+
+def test_a_spec_with_other_names_or_shapes_is_not_written(project: Path, cli,  # type: ignore[no-untyped-def]
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          ) -> None:
+    from lazyspec.importers.bodies import Context
+    from lazyspec.importers.layers import LayerCall
+
+    real = Context.leaf
+
+    def wrong(self: Context, module: nn.Module, path: str) -> LayerCall:
+        call = real(self, module, path)
+        return LayerCall(call.cls, call.args, (("bias", False),)) if path == "fc" else call
+
+    monkeypatch.setattr(Context, "leaf", wrong)  # fc written without its bias: it still runs
+    result = cli("import", "module", "proj_models:make", "--input", "2,8")
+    assert result.code == 1
+    assert "error[LS161]: the written spec's state dict differs from the module's: missing: " \
+        "fc.bias" in result.stderr
+    assert result.stdout == ""
+
+
 def test_import_help_loads_no_torch() -> None:
     import subprocess
 

@@ -54,6 +54,22 @@ def test_a_cpu_module_runs_on_a_meta_twin_and_is_not_modified() -> None:
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 
+def test_a_module_that_runs_itself_is_left_as_it_was() -> None:
+    """A module on meta (or on the device asked for) runs itself: its modes come back as they
+    were, submodule by submodule, and no hook stays behind, also after a failure."""
+    model = R.on_meta(R.GPT2, **TINY_GPT2)
+    model.train()
+    model.h[1].eval()
+    lazyspec.summary(model, "2,16:int64")
+    with pytest.raises(DryRunError):
+        lazyspec.summary(model, "2,16,3:int64")
+    assert model.training and model.h[0].training and not model.h[1].training
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    cpu = R.mlp().train()
+    lazyspec.summary(cpu, (2, 20), device="cpu")
+    assert cpu.training and all(not m._forward_hooks for m in cpu.modules())
+
+
 def test_the_meta_twin_copies_no_weights_and_keeps_ties() -> None:
     model = R.GPT2(**TINY_GPT2)
     twin = meta_twin(model)
