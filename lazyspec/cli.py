@@ -584,9 +584,12 @@ def import_module(
 
     importer.check_target(target)
     positional, keywords = importer.parse_args(args)
-    model = importer.load_module(target, positional, keywords)
     spec_path = str(output) if output is not None else "imported.yaml"
-    imported = importer.import_module(model, inputs, spec_path, source=_shown_source(target, args))
+    # What the user's code prints goes to stderr: stdout holds the spec and nothing else.
+    with contextlib.redirect_stdout(sys.stderr):
+        model = importer.load_module(target, positional, keywords)
+        imported = importer.import_module(model, inputs, spec_path,
+                                          source=_shown_source(target, args))
     Output("export", output).emit(imported.text)
     where = f"wrote {output}" if output is not None else "spec written to stdout"
     write(sys.stderr, f"lazyspec: {where}: {imported.params:,} parameters; checked: "

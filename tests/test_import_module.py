@@ -247,7 +247,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield tmp_path
     sys.path[:] = path
     for name in set(sys.modules) - modules:
-        del sys.modules[name]
+        if name.startswith("proj_"):  # the user's module only: torch's own stay loaded
+            del sys.modules[name]
 
 
 def test_command_writes_the_spec_atomically(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
@@ -266,9 +267,15 @@ def test_command_writes_the_spec_atomically(project: Path, cli) -> None:  # type
 
 
 def test_command_prints_to_stdout_and_takes_positional_args(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """stdout holds the spec alone: what the user's code prints goes to stderr."""
+    source = project / "proj_models.py"
+    source.write_text("print('loading the models')\n" + source.read_text(encoding="utf-8")
+                      .replace("        return self.out(", "        print('forward')\n"
+                               "        return self.out("), encoding="utf-8")
     result = cli("import", "module", "proj_models:Net", "--args", "[6]", "--input", "2,8")
     assert result.code == 0, result.stderr
-    assert "  - fc: Linear(8, 6)" in result.stdout
+    assert yaml.safe_load(result.stdout)["layers"][0] == {"fc": "Linear(8, 6)"}
+    assert "loading the models" in result.stderr and "forward" in result.stderr
     assert "spec written to stdout" in result.stderr
 
 

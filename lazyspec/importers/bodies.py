@@ -76,6 +76,28 @@ class Rules:
 
 
 @dataclass
+class Leaves:
+    """Which modules are layers, and their op calls; the norm check runs once per module."""
+
+    equivalents: dict[int, LayerCall | None] = field(default_factory=dict)
+    calls: dict[int, LayerCall] = field(default_factory=dict)
+
+    def equivalent(self, module: nn.Module) -> LayerCall | None:
+        if id(module) not in self.equivalents:
+            self.equivalents[id(module)] = equivalent(module)
+        return self.equivalents[id(module)]
+
+    def is_leaf(self, module: nn.Module) -> bool:
+        """A torch.nn layer a spec can name, or a user module that computes one."""
+        return nameable(module) or self.equivalent(module) is not None
+
+    def call(self, module: nn.Module, path: str) -> LayerCall:
+        if id(module) not in self.calls:
+            self.calls[id(module)] = self.equivalent(module) or layer_call(module, path)
+        return self.calls[id(module)]
+
+
+@dataclass
 class Context:
     """What every body's builder shares."""
 
@@ -83,17 +105,10 @@ class Context:
     blocks: Blocks
     originals: dict[str, torch.Tensor]  # the user's own tensors by state-dict name
     rules: Rules
-    leaves: dict[int, LayerCall] = field(default_factory=dict)  # id(module) -> its op call
+    leaves: Leaves
 
     def leaf(self, module: nn.Module, path: str) -> LayerCall:
-        if id(module) not in self.leaves:
-            self.leaves[id(module)] = equivalent(module) or layer_call(module, path)
-        return self.leaves[id(module)]
-
-
-def is_leaf(module: nn.Module) -> bool:
-    """A torch.nn layer a spec can name, or a user module that computes one."""
-    return nameable(module) or equivalent(module) is not None
+        return self.leaves.call(module, path)
 
 
 class Builder:
@@ -271,7 +286,12 @@ class Builder:
                 raise Unexpressible(f"calls '{target}' a second time: a spec shares only named "
                                     "nodes")
             return self.add(Node(self.fresh(f"{target}_again"), "", inputs, share=first.name))
-        node = self.module_node(child, target, traced, inputs, n)
+        body = Builder(self.ctx, traced).build() if traced is not None else None
+        if body is not None and not body.nodes:  # forward returns an input: nothing to write
+            if len(body.outputs) != 1 or body.outputs[0].input not in body.inputs:
+                raise Unexpressible("returns its inputs as they are, several of them")
+            return inputs[body.inputs.index(str(body.outputs[0].input))]
+        node = self.module_node(child, target, traced, inputs, n, body)
         if node.name is None and int(target) != len(self.body.nodes):
             raise cannot("LS160", f"{self.where} calls its module '{target}' as node "
                          f"{len(self.body.nodes)}: a spec names a module '{target}' only as "
@@ -280,14 +300,14 @@ class Builder:
         return self.add(node)
 
     def module_node(self, child: nn.Module, target: str, traced: Traced | None,
-                    inputs: list[Ref], n: fx.Node) -> Node:
+                    inputs: list[Ref], n: fx.Node, body: Body | None = None) -> Node:
         name = None if target.isdigit() else target
         path = f"{self.t.path}.{target}" if self.t.path else target
         if traced is None:
             call = self.ctx.leaf(child, path)
             return Node(name, call.text(), inputs, trainable=_trainable(child, path),
                         stateful=True, outputs=_count(self.t.values.get(n)))
-        body = Builder(self.ctx, traced).build()
+        body = body or Builder(self.ctx, traced).build()
         repeated = _uniform_chain(body) if isinstance(child, nn.Sequential) else None
         if repeated is not None:
             return Node(name or target, repeated[0], inputs, repeat=repeated[1], stateful=True)

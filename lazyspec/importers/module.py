@@ -37,8 +37,9 @@ from torch import nn
 
 from lazyspec.errors import Diagnostic, UsageError, usage_error
 from lazyspec.importers import cannot
-from lazyspec.importers.bodies import Blocks, Builder, Context, Rules, is_leaf
+from lazyspec.importers.bodies import Blocks, Builder, Context, Leaves, Rules
 from lazyspec.importers.fxtrace import shape_pass, trace_all
+from lazyspec.importers.layers import nameable
 from lazyspec.importers.specdoc import Body, dump, flow, spaced
 from lazyspec.inputs import DTYPES, InputShape
 
@@ -142,9 +143,15 @@ def import_module(module: nn.Module, inputs: Sequence[InputShape],
     _check_shared_modules(module)
     _check_lazy(module)
     twin = on_meta(module)
-    trace = trace_all(twin, is_leaf, names, fixed)
+    leaves = Leaves()
+    if nameable(twin):
+        raise cannot("LS160", f"the model is one torch.nn layer ({type(twin).__name__}): its "
+                     "tensors are named without a module path (weight, not 0.weight), which "
+                     "no spec node gives", "import a module that holds the layer as an "
+                     "attribute, or write the one-line spec by hand")
+    trace = trace_all(twin, leaves.is_leaf, names, fixed)
     shape_pass(trace, shapes, dtypes)
-    ctx = Context(trace, Blocks(), _originals(module), _rules())
+    ctx = Context(trace, Blocks(), _originals(module), _rules(), leaves)
     root = Builder(ctx, trace.root).build()
     doc = _document(module, root, ctx, trace, shapes, dtypes)
     text = spaced(dump(doc))
