@@ -90,6 +90,10 @@ CASES: list[Bad] = [
          text="it is a folder"),
     # --- what a spec cannot express: exit 1, at the module path -----------------------------------
     case("input_does_not_fit", OK, "--input", "2,9", text="fails at the given input"),
+    Bad("model_is_one_layer", ["import", "module", "torch.nn:Linear", "--args", "[8, 4]",
+                               "--input", "2,8"], exit=1, code="LS160",
+        text="the model is one torch.nn layer (Linear): its tensors are named without a module "
+        "path"),
     case("data_dependent_control_flow", BRANCHY,
          text="module 'gate' (Gate) has data-dependent control flow"),
     case("data_dependent_python_number", model("n = int(x.sum())\nreturn self.fc(x) * n"),

@@ -224,6 +224,92 @@ def test_functions_become_ops_and_free_tensors_nodes(tmp_path: Path) -> None:
     same_outputs(model, spec, torch.randn(3, 5, 8))
 
 
+class Encoder(nn.Module):
+    """torchvision's ViT encoder block, with nn.MultiheadAttention (need_weights=False)."""
+
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(d, eps=1e-6)
+        self.self_attention = nn.MultiheadAttention(d, heads, batch_first=True)
+        self.ln_2 = nn.LayerNorm(d, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Dropout(0.0),
+                                 nn.Linear(4 * d, d), nn.Dropout(0.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.ln_1(x)
+        y, _ = self.self_attention(y, y, y, need_weights=False)
+        x = x + y
+        return x + self.mlp(self.ln_2(x))
+
+
+class ViT(nn.Module):
+    """A small ViT as torchvision writes it: class token expanded to the batch, learned
+    positions, the class token's output read as x[:, 0]."""
+
+    def __init__(self, d: int = 32, heads: int = 4, layers: int = 2, patch: int = 8,
+                 image: int = 32, classes: int = 10):
+        super().__init__()
+        self.conv_proj = nn.Conv2d(3, d, patch, stride=patch)
+        self.class_token = nn.Parameter(torch.zeros(1, 1, d))
+        n = (image // patch) ** 2 + 1
+        self.pos_embedding = nn.Parameter(torch.empty(1, n, d).normal_(std=0.02))
+        self.layers = nn.Sequential(*[Encoder(d, heads) for _ in range(layers)])
+        self.ln = nn.LayerNorm(d, eps=1e-6)
+        self.head = nn.Linear(d, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        x = self.conv_proj(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.class_token.expand(n, -1, -1), x], dim=1)
+        x = self.ln(self.layers(x + self.pos_embedding))
+        return self.head(x[:, 0])
+
+
+class FunctionalCNN(nn.Module):
+    """Layers called as functions: F.max_pool2d, F.interpolate, torch.stack, F.dropout, ..."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        y = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        y = F.avg_pool2d(self.conv2(y), kernel_size=2, stride=2)
+        z = torch.stack([x, y], dim=1).mean(1)
+        z = F.adaptive_avg_pool2d(F.leaky_relu(z, 0.2), 1).flatten(1)
+        return F.log_softmax(F.dropout(self.fc(z), 0.1, self.training), dim=-1)
+
+
+def test_vit_class_token_and_attention_layer(tmp_path: Path) -> None:
+    model = ViT()
+    result = imported(model, "2,3,32,32")
+    doc = yaml.safe_load(result.text)
+    assert {"expand": "ExpandAs(0)", "in": ["class_token", "flatten"]} in doc["layers"]
+    assert {"pos_embedding": "Parameter(1, 17, 32, init='normal:0.02')"} in doc["layers"]
+    assert {"layers": "Encoder", "repeat": 2} in doc["layers"]
+    assert {"self_attention": "MultiheadAttention(32, 4, batch_first=true)",
+            "in": ["ln_1", "ln_1", "ln_1"]} in doc["blocks"]["Encoder"]["layers"]
+    spec = spec_module(result.text, tmp_path, "3,3,32,32")
+    same_outputs(model, spec, torch.randn(3, 3, 32, 32))
+
+
+def test_layers_called_as_functions(tmp_path: Path) -> None:
+    model = FunctionalCNN()
+    result = imported(model, "2,3,16,16")
+    layers = [next(iter(n.values())) for n in yaml.safe_load(result.text)["layers"]]
+    assert layers == ["Conv2d(3, 8, 3, padding=1)", "ReLU", "MaxPool2d(kernel_size=2)",
+                      "Upsample(scale_factor=2.0)", "Conv2d(8, 8, 3, padding=1)",
+                      "AvgPool2d(kernel_size=2, stride=2)", "Unsqueeze(1)", "Unsqueeze(1)",
+                      "Concat(1)", "Mean(1)", "LeakyReLU(negative_slope=0.2)",
+                      "AdaptiveAvgPool2d(output_size=1)", "Flatten", "Linear(8, 4)",
+                      "Dropout(p=0.1)", "LogSoftmax(dim=-1)"]
+    spec = spec_module(result.text, tmp_path, "2,3,16,16")
+    same_outputs(model, spec, torch.randn(2, 3, 16, 16))
+
+
 # --- the command ---------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ masks an idiom folds into one op are never read), and it names the module path a
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -336,7 +337,8 @@ class Builder:
                     raise Unexpressible(f"passes '{name}' after leaving out an argument before "
                                         "it: a spec passes a module's tensors in order")
                 refs.append(self.ref(value))
-            elif not (p.default is not p.empty and _equal(value, p.default)):
+            elif not (p.default is not p.empty and _equal(value, p.default)) and \
+                    not _unread_output(child, name, n):
                 raise Unexpressible(f"passes {name}={value!r}: a spec passes only tensors to a "
                                     "module")
         return refs
@@ -398,6 +400,19 @@ def _call_text(n: fx.Node) -> str:
     module = {"torch._C._nn": "torch.nn.functional", "torch._C._VariableFunctions": "torch",
               "_operator": "operator"}.get(module, module)
     return f"{module}.{name}(...)" if module else f"{name}(...)"
+
+
+# Forward arguments that change only one output of a layer: left out when nothing reads it.
+_ONLY_OUTPUT = {("MultiheadAttention", "need_weights"): 1,
+                ("MultiheadAttention", "average_attn_weights"): 1}
+
+
+def _unread_output(child: nn.Module, name: str, n: fx.Node) -> bool:
+    index = _ONLY_OUTPUT.get((type(child).__name__, name))
+    if index is None or not nameable(child):
+        return False
+    return not any(u.target is operator.getitem and u.args[1] == index and u.users
+                   for u in n.users)
 
 
 def _equal(a: Any, b: Any) -> bool:

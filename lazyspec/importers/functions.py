@@ -280,6 +280,27 @@ def _select(b: Builder, n: fx.Node) -> Ref:
                   [b.ref(x)], n.name)
 
 
+@_on(".expand")
+def _expand(b: Builder, n: fx.Node) -> Ref:
+    """`token.expand(b, -1, -1)` is `ExpandAs(0)` against a tensor of the same rank whose first
+    dimension is b (ViT's class token against the patch sequence)."""
+    x, *sizes = n.args
+    sizes = _dims(sizes or [n.kwargs.get("size")])
+    own = [reshape.size_expr(b, d) for d in b.value(x).shape]
+    if len(sizes) != len(own):
+        raise Unexpressible("adds dimensions: ExpandAs keeps the rank")
+    wanted = {}
+    for i, s in enumerate(sizes):
+        value = b.value(s)
+        if not (isinstance(value, int) and value == -1) and \
+                not reshape.same(reshape.size_expr(b, value), own[i]):
+            wanted[i] = reshape.size_expr(b, value)
+    if not wanted:
+        return b.ref(x)
+    other = reshape.tensor_with(b, n, len(own), wanted)
+    return b.emit(_call("ExpandAs", *sorted(wanted)), [b.ref(x), b.ref(other)], n.name)
+
+
 @_on(".expand_as")
 def _expand_as(b: Builder, n: fx.Node) -> Ref:
     return b.emit("ExpandAs", _tensors(b, *n.args[:2]), n.name)

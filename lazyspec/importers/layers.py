@@ -50,7 +50,9 @@ _TRANSFORMER: dict[str, Getter] = {
 }
 SPECIAL: dict[str, dict[str, Getter]] = {
     "MultiheadAttention": {"bias": lambda m: m.in_proj_bias is not None,
-                           "add_bias_kv": lambda m: m.bias_k is not None},
+                           "add_bias_kv": lambda m: m.bias_k is not None,
+                           "kdim": lambda m: None if m.kdim == m.embed_dim else m.kdim,
+                           "vdim": lambda m: None if m.vdim == m.embed_dim else m.vdim},
     "TransformerEncoderLayer": _TRANSFORMER,
     "TransformerDecoderLayer": _TRANSFORMER,
 }

@@ -32,7 +32,7 @@ def size_expr(b: Builder, value: Any) -> Any:
     raise Unexpressible(f"takes {value!r} as a size")
 
 
-def _same(a: Any, b: Any) -> bool:
+def same(a: Any, b: Any) -> bool:
     return bool(sympy.expand(a - b) == 0)
 
 
@@ -45,13 +45,13 @@ def reshape(b: Builder, n: fx.Node, x: Any, sizes: list[Any]) -> Ref:
         value = b.value(s)
         outs.append(MINUS_ONE if isinstance(value, int) and value == -1 else size_expr(b, value))
     k = 0
-    while k < min(len(ins), len(outs)) and outs[k] is not MINUS_ONE and _same(outs[k], ins[k]):
+    while k < min(len(ins), len(outs)) and outs[k] is not MINUS_ONE and same(outs[k], ins[k]):
         k += 1
     rest_in, rest_out = ins[k:], outs[k:]
     if not rest_in and not rest_out:
         return b.ref(x)  # the same shape
     if len(rest_out) == 1 and rest_in and (rest_out[0] is MINUS_ONE or
-                                           _same(rest_out[0], math.prod(rest_in))):
+                                           same(rest_out[0], math.prod(rest_in))):
         if len(rest_in) == 1:
             return b.ref(x)
         return b.emit(optext.flatten_op(k), [b.ref(x)], n.name)
@@ -88,9 +88,26 @@ def dimension_of(b: Builder, size: Any) -> tuple[fx.Node, int]:
         value = b.t.values.get(node)
         if isinstance(value, torch.Tensor) and not isinstance(b.refs.get(node), Unexpressible):
             for dim, d in enumerate(value.shape):
-                if node in b.refs and _same(size_expr(b, d), target) and not target.is_number:
+                if node in b.refs and same(size_expr(b, d), target) and not target.is_number:
                     return node, dim
     raise Unexpressible("takes a size that is not a dimension of a tensor the spec holds")
+
+
+def tensor_with(b: Builder, before: fx.Node, rank: int, sizes: dict[int, Any]) -> fx.Node:
+    """A tensor computed before `before`, of this rank, with these sizes at these dimensions
+    (symbolically, not numbers that happen to match)."""
+    for node in b.t.graph.nodes:
+        if node is before:
+            break
+        value = b.t.values.get(node)
+        if not isinstance(value, torch.Tensor) or value.dim() != rank or \
+                isinstance(b.refs.get(node, Unexpressible()), Unexpressible):
+            continue
+        if all(not e.is_number and same(size_expr(b, value.shape[i]), e)
+               for i, e in sizes.items()):
+            return node
+    raise Unexpressible("expands to sizes that no tensor of the same rank before it has: "
+                        "ExpandAs takes them from such a tensor")
 
 
 def _read_from(size: Any) -> tuple[fx.Node, int] | None:

@@ -96,7 +96,7 @@ class Body:
         if node.share is not None:
             extra["share"] = node.share
         default = [Ref(i - 1)] if i else [Ref(input=self.inputs[0])] if self.inputs else []
-        if node.inputs != default:
+        if node.inputs and node.inputs != default:  # none: a tensor node, which reads nothing
             refs = [self._ref(r, i) for r in node.inputs]
             extra["in"] = refs[0] if len(refs) == 1 else _Flow(refs)
         if node.repeat is not None:
