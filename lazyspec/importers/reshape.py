@@ -96,6 +96,7 @@ def dimension_of(b: Builder, size: Any) -> tuple[fx.Node, int]:
 def tensor_with(b: Builder, before: fx.Node, rank: int, sizes: dict[int, Any]) -> fx.Node:
     """A tensor computed before `before`, of this rank, with these sizes at these dimensions
     (symbolically, not numbers that happen to match)."""
+    node: fx.Node
     for node in b.t.graph.nodes:
         if node is before:
             break
