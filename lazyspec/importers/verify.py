@@ -68,6 +68,9 @@ def _run(text: str, path: str, inputs: Sequence[InputShape], dtype: str,
                                         options=BuildOptions(device=device, dtype=dtype)))
     if outcome.error is not None:
         first, *rest = outcome.error.diagnostics
+        if first.code == "LS126":  # the model is larger than a spec may be, not a wrong spec
+            raise cannot("LS160", f"the module is larger than a spec may be: {first.message}",
+                         first.hint)
         raise cannot("LS161", f"the written spec fails lazyspec's own dry run: {first.code} "
                      f"{first.message}" + (f" ({first.location})" if first.location else ""),
                      "this is a gap in lazyspec's importer: please report it with the module",
