@@ -100,8 +100,8 @@ def summary(module: Any, *inputs: Any, device: str = "meta", dtype: str | None =
     "cuda" runs the module itself where it already is. The module is never modified (see
     lazyspec.module_summary). Budgets fail with BudgetError, which holds the result; a
     submodule that fails is DryRunError at its path and class.
-    The result is an InferResult (a `Summary`, which prints as the table: `print(lazyspec.
-    summary(model, (1, 3, 224, 224)))`; `.report("json")` for the other formats).
+    The result is an InferResult (a `Summary`, whose text is the table: `str(result)`;
+    `.report("json")` for the other formats).
     """
     from lazyspec.config import Budgets, parse_bytes, parse_count, parse_shape
     from lazyspec.module_summary import summarize_module

@@ -47,8 +47,8 @@ from lazyspec.trace import shape_tree, tensor_bytes
 
 @dataclass
 class Summary(InferResult):
-    """The InferResult of `lazyspec.summary`: the same plain data the reports read, and printed
-    as lazyspec's table (`print(lazyspec.summary(model, (1, 3, 224, 224)))`)."""
+    """The InferResult of `lazyspec.summary`: the same plain data the reports read, whose text
+    (`str(result)`, what printing it shows) is lazyspec's table."""
 
     def report(self, format: str = "table", depth: int | None = None,
                width: int | None = None) -> str:
