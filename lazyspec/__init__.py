@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "infer", "load"]
+__all__ = ["__version__", "infer", "load", "summary"]
 
 if TYPE_CHECKING:
-    from lazyspec.api import infer, load
+    from lazyspec.api import infer, load, summary
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("load", "infer", "LoadedSpec"):
+    if name in ("load", "infer", "summary", "LoadedSpec"):
         from lazyspec import api
 
         return getattr(api, name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lazyspec import engine
 from lazyspec.errors import SpecError
@@ -18,6 +18,9 @@ from lazyspec.inputs import InputLike, param_dtype, to_input
 from lazyspec.options import BuildOptions
 from lazyspec.result import InferResult
 from lazyspec.spec.model import Spec
+
+if TYPE_CHECKING:
+    from lazyspec.module_summary import Summary
 
 
 @dataclass
@@ -85,6 +88,29 @@ def load(path: str | os.PathLike[str]) -> LoadedSpec:
 def infer(path: str | os.PathLike[str], *inputs: InputLike, **options: Any) -> InferResult:
     """`lazyspec infer` as a function: load, compile and dry-run."""
     return load(path).infer(*inputs, **options)
+
+
+def summary(module: Any, *inputs: Any, device: str = "meta", dtype: str | None = None,
+            max_params: int | str | None = None, max_bytes: int | str | None = None,
+            expect_output: Sequence[int] | str | None = None) -> Summary:
+    """The dry run of any nn.Module: `lazyspec infer` without a spec (torchinfo's use).
+
+    `inputs` are shapes (`(2, 3, 224, 224)`), `--input` strings (`"2,64:int64"`) or tensors.
+    device="meta" (the default) runs a meta twin of the module, allocating nothing; "cpu" or
+    "cuda" runs the module itself where it already is. The module is never modified (see
+    lazyspec.module_summary). Budgets fail with BudgetError, which holds the result; a
+    submodule that fails is DryRunError at its path and class.
+    The result is an InferResult (a `Summary`, whose text is the table: `str(result)`;
+    `.report("json")` for the other formats).
+    """
+    from lazyspec.config import Budgets, parse_bytes, parse_count, parse_shape
+    from lazyspec.module_summary import summarize_module
+
+    expected = parse_shape(expect_output) if isinstance(expect_output, str) else \
+        tuple(expect_output) if expect_output is not None else None
+    budgets = Budgets(expected, parse_count(max_params) if max_params is not None else None,
+                      parse_bytes(max_bytes) if max_bytes is not None else None)
+    return summarize_module(module, inputs, device=device, dtype=dtype, budgets=budgets)
 
 
 def graph_for(spec_path: str | os.PathLike[str], inputs: Sequence[InputLike] = (), *,

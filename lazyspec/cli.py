@@ -615,6 +615,65 @@ def lock_(
           max_op_tensors=max_op_tensors)
 
 
+# --- import: specs from things that exist --------------------------------------------------
+
+import_app = typer.Typer(
+    help="Write a spec from something that exists: a Python module, a Hugging Face config.",
+    no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("module")
+def import_module(
+    target: Annotated[str, typer.Argument(
+        metavar="PKG.MODULE:FACTORY", help="Where the model comes from: a function or class "
+        "in an importable module that returns an nn.Module.")],
+    args: Annotated[str | None, typer.Option(
+        "--args", help="The factory's arguments as JSON: an object for keyword arguments, a "
+        "list for positional ones.")] = None,
+    input: InputOpt = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write the spec here (atomically) instead of to stdout.")] = None,
+) -> None:
+    """Write a spec that rebuilds the module PKG.MODULE:FACTORY returns: its layers, blocks and
+    parameter names. This IMPORTS AND RUNS YOUR CODE (PKG.MODULE, the factory, its forward
+    under torch.fx), like --allow, and only on this command; the current folder is searched
+    first, as `python -m` does. Nothing is written unless lazyspec reads the spec back with the
+    same state-dict names and shapes and, on the CPU, the same outputs."""
+    from lazyspec.inputs import parse_input
+
+    inputs = [parse_input(i) for i in input or []]
+    if not inputs:
+        raise usage_error("give the model's input shapes with --input",
+                          "for example --input 2,3,224,224 or --input 2,64:int64")
+    from lazyspec.fileio import write_target
+
+    if output is not None:
+        write_target(output, "spec")  # a folder or socket fails before any work
+    from lazyspec.importers import module as importer
+
+    importer.check_target(target)
+    positional, keywords = importer.parse_args(args)
+    spec_path = str(output) if output is not None else "imported.yaml"
+    # What the user's code prints goes to stderr: stdout holds the spec and nothing else.
+    with contextlib.redirect_stdout(sys.stderr):
+        model = importer.load_module(target, positional, keywords)
+        imported = importer.import_module(model, inputs, spec_path,
+                                          source=_shown_source(target, args))
+    Output("export", output).emit(imported.text)
+    where = f"wrote {output}" if output is not None else "spec written to stdout"
+    write(sys.stderr, f"lazyspec: {where}: {imported.params:,} parameters; checked: "
+          f"{imported.checked}\n" + "".join(f"note: {n}\n" for n in imported.notes))
+
+
+def _shown_source(target: str, args: str | None) -> str:
+    """The command as the spec's header shows it: on one line, --args cut short."""
+    if args is None:
+        return target
+    compact = " ".join(args.split())
+    return f"{target} --args '{compact[:120]}{'...' if len(compact) > 120 else ''}'"
+
+
 # --- running --------------------------------------------------------------------------------
 
 

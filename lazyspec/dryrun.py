@@ -21,7 +21,7 @@ from lazyspec.cost import CostMode
 from lazyspec.errors import Diagnostic, DryRunError, SpecError, UsageError
 from lazyspec.inputs import BoundInput, InputShape, bind_inputs
 from lazyspec.result import InferResult, RunStats, ShapeTree
-from lazyspec.summary import summarize
+from lazyspec.summarize import summarize
 from lazyspec.ties import apply_ties
 from lazyspec.trace import NodeFailure, Tracer, shape_tree, tracing
 
@@ -109,7 +109,7 @@ def forward(built: Built, given: Sequence[InputShape]) -> Forward:
 
 
 def _failure_error(failure: NodeFailure, built: Built, tracer: Tracer) -> Exception:
-    if _out_of_memory(failure.cause):  # the machine's limit, not the spec's fault: exit 2
+    if out_of_memory(failure.cause):  # the machine's limit, not the spec's fault: exit 2
         return UsageError([Diagnostic(
             "LS306", f"node '{failure.step.info.path}' ran out of memory on "
             f"{built.options.device}: {str(failure.cause).splitlines()[0][:160]}",
@@ -117,7 +117,7 @@ def _failure_error(failure: NodeFailure, built: Built, tracer: Tracer) -> Except
     return DryRunError(_failure_diagnostic(failure, built), tracer.ran)
 
 
-def _out_of_memory(e: BaseException) -> bool:
+def out_of_memory(e: BaseException) -> bool:
     oom = getattr(torch, "OutOfMemoryError", MemoryError)
     return isinstance(e, (MemoryError, oom)) or (
         isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
@@ -133,26 +133,41 @@ def _failure_diagnostic(f: NodeFailure, built: Built) -> Diagnostic:
                           hint="`name.K` picks output K of a node that returns several tensors "
                           "(Chunk, Split, a block with several outputs)")
     module = f.step.module
-    notes: list[str] = []
-    if f.inputs is not None:
-        listed = ", ".join(f"{_describe(x)}" for x in f.inputs)
-        notes.append(f"inputs: {listed}")
-    params = _param_shapes(module)
-    if params:
-        notes.append("parameters: " + ", ".join(params))
     if isinstance(f.cause, CheckFailed):  # lazyspec's own check: its words, no torch message
+        notes = input_notes(module, f.inputs)
         notes.append(f"expected: {f.cause.message}")
         return Diagnostic(f.cause.code, f"{f.cause.kind} in node '{info.path}' ({info.op})",
                           info.loc, trail=info.trail, notes=notes, hint=f.cause.hint)
-    why = explain.explain(module, f.inputs or [], f.cause)
+    what, notes, hint = describe_failure(module, f.inputs, f.cause)
+    return Diagnostic("LS201", f"{what} in node '{info.path}' ({info.op})", info.loc,
+                      trail=info.trail, notes=notes, hint=hint)
+
+
+def input_notes(module: nn.Module | None, inputs: Sequence[Any] | None) -> list[str]:
+    """`inputs: ...` and `parameters: ...` lines of a failure report."""
+    notes: list[str] = []
+    if inputs is not None:
+        notes.append("inputs: " + ", ".join(_describe(x) for x in inputs))
+    params = _param_shapes(module)
+    if params:
+        notes.append("parameters: " + ", ".join(params))
+    return notes
+
+
+def describe_failure(module: nn.Module | None, inputs: Sequence[Any] | None,
+                     cause: BaseException) -> tuple[str, list[str], str | None]:
+    """What failed (`shape mismatch`, ...), the report's lines (the inputs that reached the
+    module, its parameters, what it expected, torch's own message) and a hint: for a spec's node
+    and for a module of `lazyspec.summary` alike."""
+    notes = input_notes(module, inputs)
+    why = explain.explain(module, inputs or [], cause)
     if why:
         notes.append(f"expected: {why[0]}")
-    if not isinstance(f.cause, OpInputError):  # a built-in op's own message is `expected:`
-        cause = f"{type(f.cause).__name__}: {f.cause}".strip()
-        notes.append(f"torch: {cause.splitlines()[0] if cause else type(f.cause).__name__}")
-    what = explain.headline(module, f.inputs or [], f.cause) or _what_failed(f.cause, why)
-    return Diagnostic("LS201", f"{what} in node '{info.path}' ({info.op})", info.loc,
-                      trail=info.trail, notes=notes, hint=why[1] if why else None)
+    if not isinstance(cause, OpInputError):  # a built-in op's own message is `expected:`
+        text = f"{type(cause).__name__}: {cause}".strip()
+        notes.append(f"torch: {text.splitlines()[0] if text else type(cause).__name__}")
+    what = explain.headline(module, inputs or [], cause) or _what_failed(cause, why)
+    return what, notes, why[1] if why else None
 
 
 def _what_failed(cause: BaseException, why: explain.Explanation | None) -> str:

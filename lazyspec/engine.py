@@ -184,7 +184,7 @@ def _check_later_runs_fit(spec: Spec, options: BuildOptions, first: Sequence[Inp
     from lazyspec import dryrun, memory
     from lazyspec.compile import build
     from lazyspec.inputs import DTYPES, bind_inputs
-    from lazyspec.summary import summarize
+    from lazyspec.summarize import summarize
 
     planned = build(spec, replace(options, device="meta"))
     dryrun.forward(planned, first)

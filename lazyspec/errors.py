@@ -75,6 +75,9 @@ CODES: dict[str, Code] = {
         # LS15x: warnings (exit 0): the spec works, but something in it does nothing
         Code("LS150", "input never used", 0),
         Code("LS151", "node never used", 0),
+        # LS16x: `lazyspec import module`: what the user's module cannot be written as
+        Code("LS160", "the module cannot be written as a spec", 1),
+        Code("LS161", "the written spec does not rebuild the module", 1),
         # LS2xx: the dry run
         Code("LS201", "shape mismatch", 1),
         Code("LS202", "input does not match the spec", 1),
@@ -93,6 +96,7 @@ CODES: dict[str, Code] = {
         Code("LS307", "the model cannot be exported in that form", 2),
         Code("LS308", "checkpoint cannot be read", 2),
         Code("LS309", "checkpoint refused: loading it would run code", 2),
+        Code("LS310", "the module cannot be loaded (`lazyspec import module`)", 2),
     ]
 }
 
@@ -149,6 +153,15 @@ class AlreadyReported(SpecError):
 
     def __init__(self) -> None:
         super().__init__([])
+
+
+class BudgetError(LazyspecError):
+    """A result that fails its assertions or budgets (LS21x), from `lazyspec.summary`; the result
+    itself is `.result`."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic], result: object = None):
+        self.result = result
+        super().__init__(diagnostics)
 
 
 class UsageError(LazyspecError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+
 from lazyspec.compile import Built, NodeKind
 from lazyspec.inputs import BoundInput
 from lazyspec.result import (
@@ -86,17 +88,23 @@ def _node_records(built: Built, tracer: Tracer, params: list[ParamRecord]) -> li
 
 
 def _totals(built: Built, tracer: Tracer, params: list[ParamRecord]) -> Totals:
-    buffers = list(built.module.buffers())
+    activations = sum(t.activation_bytes for t in tracer.nodes.values() if t.leaf)
+    return totals(params, list(built.module.buffers()), activations, tracer.cost.total.flops,
+                  tracer.cost.total.unknown)
+
+
+def totals(params: list[ParamRecord], buffers: list[torch.Tensor], activations: int,
+           flops: int, unknown: set[str]) -> Totals:
+    """Totals of a traced pass: parameters counted once, buffers, FLOPs, activations and the
+    training-memory estimate (also for `lazyspec.summary` of any nn.Module)."""
     param_bytes = sum(r.bytes for r in params)
     trainable_bytes = sum(r.bytes for r in params if r.trainable)
     buffer_bytes = sum(b.numel() * b.element_size() for b in buffers)
-    activations = sum(t.activation_bytes for t in tracer.nodes.values() if t.leaf)
     return Totals(
         params=sum(r.count for r in params),
         trainable=sum(r.count for r in params if r.trainable),
         bytes=param_bytes, buffers=sum(b.numel() for b in buffers), buffer_bytes=buffer_bytes,
-        flops=tracer.cost.total.flops, unknown_ops=sorted(tracer.cost.total.unknown),
-        activation_bytes=activations,
+        flops=flops, unknown_ops=sorted(unknown), activation_bytes=activations,
         # Adam keeps two moments per trainable parameter, gradients one more copy.
         training_bytes=param_bytes + 3 * trainable_bytes + buffer_bytes + activations)
 
