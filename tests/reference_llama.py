@@ -72,12 +72,26 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * cos + rotate_half(x) * sin
 
 
+class RotaryEmbedding(nn.Module):
+    """q or k [B, heads, T, head_dim] turned by position (no parameters), as Hugging Face's
+    LlamaRotaryEmbedding and apply_rotary_pos_emb do."""
+
+    def __init__(self, head_dim: int, theta: float = 10000.0):
+        super().__init__()
+        self.head_dim, self.theta = head_dim, theta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[-2]
+        cos, sin = (c.to(x.device) for c in rotary_cos_sin(self.head_dim, t, x.dtype, self.theta))
+        return apply_rotary(x, cos, sin)
+
+
 class LlamaAttention(nn.Module):
     def __init__(self, d: int, n_head: int, n_kv_head: int, theta: float = 10000.0):
         super().__init__()
         assert d % n_head == 0 and n_head % n_kv_head == 0
         self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, d // n_head
-        self.theta = theta
+        self.rotary = RotaryEmbedding(self.head_dim, theta)
         self.q_proj = nn.Linear(d, n_head * self.head_dim, bias=False)
         self.k_proj = nn.Linear(d, n_kv_head * self.head_dim, bias=False)
         self.v_proj = nn.Linear(d, n_kv_head * self.head_dim, bias=False)
@@ -88,8 +102,7 @@ class LlamaAttention(nn.Module):
         q = self.q_proj(x).view(b, t, self.n_head, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
-        cos, sin = (c.to(x.device) for c in rotary_cos_sin(self.head_dim, t, x.dtype, self.theta))
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k = self.rotary(q), self.rotary(k)
         group = self.n_head // self.n_kv_head  # query heads per key/value head
         k = k.repeat_interleave(group, dim=1)
         v = v.repeat_interleave(group, dim=1)

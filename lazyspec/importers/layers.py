@@ -197,11 +197,14 @@ def _differs(module: nn.Module, call: LayerCall) -> str | None:
 
 
 def equivalent(module: nn.Module) -> LayerCall | None:
-    """The torch.nn norm this childless user module computes, with the same parameter names
-    (checked on random data); None when there is none."""
+    """The torch.nn norm (or, with no tensors at all, lazyspec's `Rotary`) this childless user
+    module computes, with the same parameter names (checked on random data); None when there is
+    none."""
     if nameable(module) or any(True for _ in module.children()) or list(module.buffers()):
         return None
     params = dict(module.named_parameters())
+    if not params:
+        return next((c for c in _rotary_candidates(module) if _turns_the_same(module, c)), None)
     weight = params.get("weight")
     if weight is None or set(params) - {"weight", "bias"} or \
             any(p.shape != weight.shape for p in params.values()):
@@ -224,6 +227,30 @@ def _norm_candidates(module: nn.Module, shape: tuple[int, ...], bias: bool) -> l
     calls += [LayerCall(nn.LayerNorm, (size,), (*((("eps", e),) if e != 1e-5 else ()),
                                                 ("bias", False))) for e in epsilons]
     return calls
+
+
+def _rotary_candidates(module: nn.Module) -> list[LayerCall]:
+    """Rotary(head_dim, base) for the sizes and bases the module holds (HF's attribute names),
+    and the usual bases: a hand-written rotary embedding folds into constants under torch.fx."""
+    from lazyspec.builtin_ops import Rotary
+
+    ints = [v for v in vars(module).values() if type(v) is int and 0 < v <= 4096 and v % 2 == 0]
+    bases = [float(v) for v in vars(module).values() if type(v) in (int, float) and v >= 100]
+    bases = list(dict.fromkeys([*bases, 10000.0, 500000.0, 1000000.0]))
+    return [LayerCall(Rotary, (d,), (("base", b),) if b != 10000.0 else ())
+            for d in dict.fromkeys(ints) for b in bases]
+
+
+def _turns_the_same(module: nn.Module, call: LayerCall) -> bool:
+    """Both on the CPU with the same random `[B, heads, T, head_dim]` input: the same output."""
+    generator = torch.Generator().manual_seed(0)
+    try:
+        mine = call.build("cpu")
+        x = torch.randn((2, 3, 5, int(call.args[0])), generator=generator)
+        with torch.no_grad():
+            return bool(torch.allclose(module(x), mine(x), rtol=1e-5, atol=1e-6))
+    except Exception:  # the module cannot run on this input: not a rotary embedding
+        return False
 
 
 def _computes_the_same(module: nn.Module, call: LayerCall, shape: tuple[int, ...]) -> bool:
