@@ -77,6 +77,18 @@ AllowOpt = Annotated[list[str] | None, typer.Option(
     "--allow", help="Allow layers from an installed package (never granted by a spec).")]
 DepthOpt = Annotated[int | None, typer.Option(
     "--depth", min=1, help="Show nodes nested at most this deep (default: all).")]
+ShowOpt = Annotated[str, typer.Option(
+    "--show", metavar="[auto|nodes|params|both]", help="Tables to show (table, markdown): "
+    "nodes, parameter tensors, or both; auto adds the parameters when there are 16 or fewer.")]
+ColumnsOpt = Annotated[str | None, typer.Option(
+    "--columns", metavar="LIST", help="Node-table columns, comma-separated, from op, input, "
+    "output, weight (or kernel), params, percent, flops, macs, trainable, line "
+    "(default: op,output,params,flops).")]
+ExpandOpt = Annotated[bool, typer.Option(
+    "--expand", help="List every copy of a repeated block and every block built like an "
+    "earlier one (default: shown once).")]
+
+
 def _choices(names: tuple[str, ...]) -> str:
     return "[" + "|".join(names) + "]"
 
@@ -147,6 +159,7 @@ class Output:
     format: str
     file: Path | None
     depth: int | None = None
+    view: Any = None  # report.view.View: what table and markdown show (infer)
 
     @property
     def color(self) -> bool:
@@ -159,7 +172,8 @@ class Output:
         if self.format not in FORMATS:
             raise usage_error(f"unknown format '{self.format}'", "use " + ", ".join(FORMATS))
         width = None if self.file else _terminal_width()
-        return reporter(self.format, color=self.color, width=width, depth=self.depth)
+        return reporter(self.format, color=self.color, width=width, depth=self.depth,
+                        view=self.view)
 
     def report(self, kind: str, data: Any) -> None:
         """Render `data` with this output's reporter (`kind`: infer, gate, show, weights) and write
@@ -281,6 +295,9 @@ def infer(
     scale: ScaleOpt = None,
     allow: AllowOpt = None,
     depth: DepthOpt = None,
+    show: ShowOpt = "auto",
+    columns: ColumnsOpt = None,
+    expand: ExpandOpt = False,
     format: FormatOpt = "table",
     output_file: OutputFileOpt = None,
     expect_output: ExpectOpt = None,
@@ -293,8 +310,9 @@ def infer(
     from lazyspec.inputs import param_dtype as checked_param_dtype
     from lazyspec.inputs import parse_input
     from lazyspec.options import check_device
+    from lazyspec.report.view import View, parse_columns
 
-    out = Output(format, output_file, depth)
+    out = Output(format, output_file, depth, View(show, parse_columns(columns), depth, expand))
     out.reporter()  # a bad --format fails before any work
     inputs = [parse_input(i) for i in input or []]
     param_dtype = checked_param_dtype(dtype)
