@@ -171,6 +171,10 @@ class Output:
 
         if self.format not in FORMATS:
             raise usage_error(f"unknown format '{self.format}'", "use " + ", ".join(FORMATS))
+        if self.format != "table":
+            from lazyspec import progress
+
+            progress.quiet()  # machine formats: stderr carries diagnostics only
         width = None if self.file else _terminal_width()
         return reporter(self.format, color=self.color, width=width, depth=self.depth,
                         view=self.view)
@@ -221,8 +225,10 @@ def write(stream: TextIO, text: str, *, color: bool = False, commands: bool = Fa
     """Write to stdout or stderr in any encoding: never a UnicodeEncodeError, never a raw
     control character (but, with `color`, the report's colours), never a line that GitHub's
     runner would take as a workflow command (but, with `commands`, `--format github`'s own)."""
+    from lazyspec import progress
     from lazyspec.textsafe import guard
 
+    progress.quiet()  # the first thing printed ends the progress line: they would interleave
     text = guard(text, color=color, commands=commands)
     try:
         stream.write(text)
@@ -261,6 +267,13 @@ def _show_diagnostics(diagnostics: list[Diagnostic], ran: list[str] | None = Non
         from lazyspec.report.diagnostics import render_all, source_reader
 
         write(sys.stderr, render_all(diagnostics, source_reader(sources), ran) + "\n")
+
+
+def _spec(spec: Path) -> Path:
+    """The spec file, or the bundled spec of that name (`resnet18`); a file always wins."""
+    from lazyspec.examples import resolve
+
+    return resolve(spec)
 
 
 def _build_options(settings: Any, allow: list[str] | None, *, device: str = "meta",
@@ -322,7 +335,7 @@ def infer(
     device = check_device(device)
     options = _build_options(settings, allow, device=device, dtype=param_dtype, sets=overrides,
                              scale=scale, max_op_tensors=max_op_tensors)
-    outcome = _run(spec, options, inputs, budgets)
+    outcome = _run(_spec(spec), options, inputs, budgets)
     out.report("infer", outcome.report())
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
@@ -344,8 +357,8 @@ def show(
     out.reporter()
     overrides = parse_sets(set_)
     settings = _config(config)
-    outcome = _run(spec, _build_options(settings, allow, sets=overrides, scale=scale,
-                                        max_op_tensors=max_op_tensors), stage="compile")
+    outcome = _run(_spec(spec), _build_options(settings, allow, sets=overrides, scale=scale,
+                                               max_op_tensors=max_op_tensors), stage="compile")
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
 
@@ -383,7 +396,7 @@ def graph(
 
     options = _build_options(settings, allow, sets=overrides, scale=scale,
                              max_op_tensors=max_op_tensors)
-    outcome = diagram(spec, inputs, options)
+    outcome = diagram(_spec(spec), inputs, options)
     _show_diagnostics(outcome.diagnostics, outcome.ran, outcome.sources)
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
@@ -446,7 +459,7 @@ def export(
     options = _build_options(settings, allow, device=device if to == "state-dict" else "meta",
                              dtype=param_dtype, sets=overrides, scale=scale,
                              max_op_tensors=max_op_tensors)
-    outcome = _run(spec, options, inputs)
+    outcome = _run(_spec(spec), options, inputs)
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
     _write_export(outcome, to, output, init, seed)
@@ -521,7 +534,7 @@ def weights(
     stored = read_checkpoint(checkpoint)  # an unreadable file fails before the dry run
     options = _build_options(settings, allow, sets=overrides, scale=scale)
     # Parameter shapes need only the concrete pass: named input dims take their hint sizes.
-    outcome = engine.run(engine.Request(spec, inputs=tuple(inputs), options=options,
+    outcome = engine.run(engine.Request(_spec(spec), inputs=tuple(inputs), options=options,
                                         symbolic=False))
     _show_diagnostics(outcome.diagnostics, outcome.ran, outcome.sources)
     report = check(outcome, stored, layout)
@@ -633,6 +646,47 @@ def lock_(
           max_op_tensors=max_op_tensors)
 
 
+@app.command()
+def examples() -> None:
+    """List the specs that ship with lazyspec; run one by name: lazyspec infer resnet18 ..."""
+    from lazyspec.examples import EXAMPLES, title
+    from lazyspec.report.layout import Col, lay_out
+
+    rows = [(e.name, title(e), " ".join(f"--input {i}" for i in e.inputs), f"{e.params:,}")
+            for e in EXAMPLES]
+    laid = lay_out([Col("Name"), Col("Model", drop=1), Col("Input"), Col("Parameters", True, 2)],
+                   rows, _terminal_width())
+    first = EXAMPLES[0]
+    write(sys.stdout, "\n".join([laid.heading, laid.rule, *laid.rows, "",
+                                 f"run one: lazyspec infer {first.name} "
+                                 f"{' '.join(f'--input {i}' for i in first.inputs)}  "
+                                 "(a file of that name wins)"]) + "\n")
+
+
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="The project's folder.")] = Path("."),
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace the starter spec, the workflow and .pre-commit-config.yaml "
+        "when they exist (pyproject.toml is only ever added to).")] = False,
+) -> None:
+    """Set up a project: specs/model.yaml, [tool.lazyspec] in pyproject.toml, a pre-commit hook
+    and .github/workflows/lazyspec.yml. Existing files are kept unless --force."""
+    from lazyspec.scaffold import init as scaffold
+
+    if not folder.is_dir():
+        raise usage_error(f"{folder}: no such folder")
+    try:
+        steps = scaffold(folder, force=force)
+    except OSError as e:
+        raise usage_error(f"cannot write in {folder}: {e.strerror or e}") from None
+    lines = [f"{s.action:>8}  {s.path}" + (f": {s.detail}" if s.detail else "") for s in steps]
+    lines += ["", "next: lazyspec infer specs/model.yaml --input 2,20, then lazyspec lock"]
+    write(sys.stdout, "\n".join(lines) + "\n")
+    if any(s.action == "refused" for s in steps):
+        raise typer.Exit(EXIT_TOOL)
+
+
 # --- running --------------------------------------------------------------------------------
 
 
@@ -643,9 +697,14 @@ def _report(err: LazyspecError) -> int:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: every failure becomes a message and an exit code, never a bare traceback."""
+    from lazyspec import progress
+
+    args = sys.argv[1:] if argv is None else argv
     try:
         # Outside standalone mode click returns the code of a typer.Exit instead of raising it.
-        returned = app(args=argv, prog_name="lazyspec", standalone_mode=False)
+        with progress.session(sys.stderr, "lazyspec " + " ".join(args[:2]),
+                              enabled=_progress_wanted()):
+            returned = app(args=argv, prog_name="lazyspec", standalone_mode=False)
         code = returned if isinstance(returned, int) else EXIT_OK
     except LazyspecError as e:
         code = _report(e)
@@ -663,6 +722,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
         code = _report_internal(e)
     sys.stdout.flush()
     raise SystemExit(code)
+
+
+def _progress_wanted() -> bool:
+    """A progress line only for a person watching: stderr is a terminal, not a dumb one."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty()) and os.environ.get("TERM") != "dumb"
 
 
 def _report_internal(e: BaseException) -> int:
