@@ -164,7 +164,7 @@ def render_weights(report: WeightsReport) -> RenderableType:
     """The keys that do not fit (every key fits: none), then counts, dtypes and the verdict."""
     parts: list[RenderableType] = [Text("\n".join(weights_header(report)))]
     if report.problems:
-        parts.append(_weights_table([weights_cells(r) for r in report.problems]))
+        parts += [_weights_table([weights_cells(r) for r in report.problems]), Text("")]
     parts.append(Text("\n".join(weights_summary(report))))
     return Group(*parts)
 
