@@ -108,7 +108,7 @@ def test_a_terminal_gets_the_same_text_as_a_pipe(in_repo) -> None:
 
 # A shape, a bracketed list, a path or a number cut at the end of a line: `[1, 64,` or
 # `layer2.0.downsample.0.` or `11,689,`.
-CUT = re.compile(r"[\[(][^\])]*$|(?<![\w/])\w+(\.\w+)+\.$|\d,$")
+CUT = re.compile(r"[\[(][^\])]*$|(?<![\w/])\w+(\.\w+)+\.(?=\s|$)|\d,$")
 
 
 def assert_unbroken(text: str) -> None:
@@ -117,6 +117,15 @@ def assert_unbroken(text: str) -> None:
         body = line.rstrip()
         assert not CUT.search(body), f"line {n} is cut: {line!r}"
         assert body.count("[") == body.count("]"), f"line {n} splits a shape: {line!r}"
+
+
+def test_the_scan_finds_what_folding_did() -> None:
+    """The two cuts of the issue: rich folding a state-dict name and a shape in their cells."""
+    with pytest.raises(AssertionError, match="line 1 is cut"):
+        assert_unbroken(" layer2.0.downsample.0.   LazyConv2d   [128, 64, 1, 1]   8,192\n"
+                        " weight\n")
+    with pytest.raises(AssertionError, match="line 1 is cut"):
+        assert_unbroken(" conv1   LazyConv2d   [64, 3, 7,   9,408\n          7]\n")
 
 
 def human_goldens() -> list[Path]:
