@@ -187,7 +187,7 @@ class Output:
         if self.format == "github":
             from lazyspec.report.markdown import MarkdownReporter
 
-            summary = getattr(MarkdownReporter(), kind)(data)
+            summary = getattr(MarkdownReporter(self.view), kind)(data)
         self.emit(text, summary)
 
     def emit(self, text: str, summary_markdown: str | None = None) -> None:
