@@ -70,7 +70,34 @@ def fit(cols: Sequence[Col], rows: Sequence[Sequence[str]], width: int | None) -
 
 
 def lay_out(cols: Sequence[Col], rows: Sequence[Sequence[str]], width: int | None) -> Laid:
-    """The table at `width` (None: every column), each cell whole on its line."""
+    """The table at `width` (None: every column), each cell whole on its line. When even the
+    columns that never go (`drop` 0) are wider than `width`, each row takes two lines: the first
+    cell (a name, a path) alone, then the others, indented (see `_stacked`)."""
+    natural = [max([cells(c.heading), *(cells(r[i]) for r in rows)])
+               for i, c in enumerate(cols)]
+    essential = [natural[i] for i, c in enumerate(cols) if c.drop == 0]
+    if width is not None and len(cols) > 1 and _width(essential) > width:
+        return _stacked(cols, rows, width)
+    return _flat(cols, rows, width)
+
+
+INDENT = "    "
+
+
+def _stacked(cols: Sequence[Col], rows: Sequence[Sequence[str]], width: int) -> Laid:
+    """Two lines a row: the first cell, then the rest (fitted to what is left of the width)
+    under it, indented; a narrow terminal keeps the counts that one line would drop."""
+    rest = _flat(cols[1:], [r[1:] for r in rows], width - len(INDENT))
+    rule = RULE * max(cells(cols[0].heading), *(cells(r[0]) for r in rows),
+                      len(INDENT) + len(rest.rule))
+    return Laid(f"{cols[0].heading}\n{INDENT}{rest.heading}", rule,
+                [f"{r[0]}\n{INDENT}{line}".rstrip() for r, line in zip(rows, rest.rows,
+                                                                          strict=True)],
+                rest.dropped)
+
+
+def _flat(cols: Sequence[Col], rows: Sequence[Sequence[str]], width: int | None) -> Laid:
+    """One line a row, columns dropped to fit `width` (see `fit`)."""
     kept = fit(cols, rows, width)
     widths = {i: max([cells(cols[i].heading), *(cells(r[i]) for r in rows)]) for i in kept}
 

@@ -79,22 +79,24 @@ def render_table(result: InferResult, view: View | None = None,
                                                              weights)) for r in rows.nodes], width)
         parts += [Text(""), table]
     if show_params:
-        parts += [Text(""), _param_table(result, param_rows(result, rows), width)]
+        table, more = _param_table(result, param_rows(result, rows), width)
+        parts += [Text(""), table]
+        dropped += [d for d in more if d not in dropped]
     notes = _dropped_note(dropped, width) + view_notes(result, view, rows, show_params)
     parts += [Text(""), _lines(summary_lines(result) + notes)]
     return Group(*parts)
 
 
-def _param_table(result: InferResult, rows: list[ParamRow], width: int | None) -> Text:
+def _param_table(result: InferResult, rows: list[ParamRow],
+                 width: int | None) -> tuple[Text, list[str]]:
     """Every parameter tensor by its state-dict name; Trainable only when some are frozen."""
     frozen = any(not p.trainable for p in result.params)
-    cols = [Col("Parameter"), Col("Op", drop=2), Col("Shape"), Col("Count", True, 3),
-            Col("Line", True, 1)] + ([Col("Trainable", drop=4)] if frozen else [])
+    cols = [Col("Parameter"), Col("Op", drop=2), Col("Shape"), Col("Count", True),
+            Col("Line", True, 1)] + ([Col("Trainable", drop=3)] if frozen else [])
     cells = [(r.param.path + r.marks, r.param.op, format_shape(r.param.shape), f"{r.param.count:,}",
               _line(r.param.location)) + (("yes" if r.param.trainable else "no",) if frozen
                                           else ()) for r in rows]
-    table, _ = _table(cols, cells, width)
-    return table
+    return _table(cols, cells, width)
 
 
 def _lines(lines: list[str]) -> Text:
@@ -102,7 +104,7 @@ def _lines(lines: list[str]) -> Text:
     return Text("\n".join(visible(line) for line in lines))
 
 
-def render_gate(report: GateReport, width: int | None = None) -> RenderableType:
+def render_gate(report: GateReport) -> RenderableType:
     rows: list[tuple[str, ...]] = []
     for o in report.outcomes:
         r = o.result
@@ -112,9 +114,11 @@ def render_gate(report: GateReport, width: int | None = None) -> RenderableType:
         status += _checkpoint_status(o)
         rows.append((status, o.spec_key, o.key, f"{r.totals.params:,}" if r else "",
                      ", ".join(format_shape(x) for x in r.outputs) if r else ""))
-    table, dropped = _table([Col("Status"), Col("Spec"), Col("Run"), Col("Params", True, 1),
-                             Col("Output", drop=2)], rows, width)
-    lines: list[str] = _dropped_note(dropped, width)
+    # Every column stays, however narrow the terminal: a run's status, spec, key and counts are
+    # what the gate is read for (a line runs long instead, whole).
+    table, _ = _table([Col("Status"), Col("Spec"), Col("Run"), Col("Params", True),
+                       Col("Output")], rows, None)
+    lines: list[str] = []
     for o in report.outcomes:
         if o.drift:
             lines.append(f"{o.spec_key} [{o.key}]:")
@@ -178,7 +182,7 @@ def render_preview(p: Preview, width: int | None = None) -> RenderableType:
         count = "?" if param.count is None else f"{param.count:,}"
         rows.append((name, param.op, format_dims(param.shape), count, _line(param.location)))
     table, dropped = _table([Col("Parameter"), Col("Op", drop=2), Col("Shape"),
-                             Col("Count", True, 3), Col("Line", True, 1)], rows, width)
+                             Col("Count", True), Col("Line", True, 1)], rows, width)
     waiting = len(p.unknown)
     summary = (f"known now: {p.known_params:,} parameters; {waiting} of {len(p.params)} "
                "tensors wait for the input")
@@ -211,7 +215,7 @@ class TableReporter:
         return self._text(render_table(outcome.result, self.view, self.width))
 
     def gate(self, report: GateReport) -> str:
-        return self._text(render_gate(report, self.width))
+        return self._text(render_gate(report))
 
     def show(self, preview: Preview) -> str:
         return self._text(render_preview(preview, self.width))

@@ -47,7 +47,7 @@ COLUMNS: dict[str, Column] = {
     "input": Column("Input", False, 5, "the shape(s) the node received"),
     "output": Column("Output", False, 0, "the shape it returned (symbolic with named dims)"),
     "weight": Column("Weight", False, 6, "the shape of its own `weight` (a kernel, a matrix)"),
-    "params": Column("Params", True, 9, "parameters it owns, with its children's"),
+    "params": Column("Params", True, 0, "parameters it owns, with its children's"),
     "percent": Column("%", True, 4, "its share of all parameters"),
     "flops": Column("FLOPs", True, 8, "counted FLOPs (2 per multiply-accumulate)"),
     "macs": Column("MACs", True, 3, "multiply-accumulates"),
@@ -203,6 +203,8 @@ def _runs(trees: list[_Tree], sigs: _Signatures, expand: bool) -> list[list[_Tre
 
 def _walk(trees: list[_Tree], view: View, sigs: _Signatures, rows: Rows,
           shown: dict[int, str]) -> None:
+    """Rows for `trees` and what they open into; `shown`: each structure listed in full so
+    far -> where (a later block built the same way is one `(as X)` row)."""
     for run in _runs(trees, sigs, view.expand):
         first = run[0]
         if view.depth is not None and first.node.depth >= view.depth:
