@@ -425,21 +425,29 @@ def test_progress_shows_after_the_delay_and_is_cleared(tmp_path) -> None:
 
 def test_no_progress_in_a_pipe_or_in_machine_formats(cli, in_repo, monkeypatch) -> None:
     from lazyspec import cli as cli_module
-    from lazyspec import progress
+    from lazyspec import engine, progress
 
     assert not cli_module._progress_wanted()  # pytest's captured stderr is no terminal
-    seen = []
+    events: list[object] = []
     monkeypatch.setattr(cli_module, "_progress_wanted", lambda: True)
     monkeypatch.setattr(progress, "DELAY", 3600.0)  # open, never drawn
-    real_quiet = progress.quiet
+    real_quiet, real_run = progress.quiet, engine.run
 
     def quiet() -> None:
-        seen.append(progress._session is not None)
+        events.append(("quiet", progress._session is not None))
         real_quiet()
 
+    def run(request: engine.Request) -> engine.Outcome:
+        events.append(("run", progress._session is not None))
+        return real_run(request)
+
     monkeypatch.setattr(progress, "quiet", quiet)
+    monkeypatch.setattr(engine, "run", run)
     assert cli("infer", "specs/mlp.yaml", "--input", "2,20", "--format", "json").code == 0
-    assert seen[0] is True  # the json reporter ended the session before any work
+    assert events[:2] == [("quiet", True), ("run", False)]  # ended before any work
+    events.clear()
+    assert cli("infer", "specs/mlp.yaml", "--input", "2,20").code == 0
+    assert events[0] == ("run", True)  # the table: a progress line while it works
 
 
 def test_ctrl_c_clears_the_progress_line_and_exits_130(tmp_path) -> None:
