@@ -77,6 +77,18 @@ AllowOpt = Annotated[list[str] | None, typer.Option(
     "--allow", help="Allow layers from an installed package (never granted by a spec).")]
 DepthOpt = Annotated[int | None, typer.Option(
     "--depth", min=1, help="Show nodes nested at most this deep (default: all).")]
+ShowOpt = Annotated[str, typer.Option(
+    "--show", metavar="[auto|nodes|params|both]", help="Tables to show (table, markdown): "
+    "nodes, parameter tensors, or both; auto adds the parameters when there are 16 or fewer.")]
+ColumnsOpt = Annotated[str | None, typer.Option(
+    "--columns", metavar="LIST", help="Node-table columns, comma-separated, from op, input, "
+    "output, weight (or kernel), params, percent, flops, macs, trainable, line "
+    "(default: op,output,params,flops).")]
+ExpandOpt = Annotated[bool, typer.Option(
+    "--expand", help="List every copy of a repeated block and every block built like an "
+    "earlier one (default: shown once).")]
+
+
 def _choices(names: tuple[str, ...]) -> str:
     return "[" + "|".join(names) + "]"
 
@@ -147,6 +159,7 @@ class Output:
     format: str
     file: Path | None
     depth: int | None = None
+    view: Any = None  # report.view.View: what table and markdown show (infer)
 
     @property
     def color(self) -> bool:
@@ -158,8 +171,13 @@ class Output:
 
         if self.format not in FORMATS:
             raise usage_error(f"unknown format '{self.format}'", "use " + ", ".join(FORMATS))
+        if self.format != "table":
+            from lazyspec import progress
+
+            progress.quiet()  # machine formats: stderr carries diagnostics only
         width = None if self.file else _terminal_width()
-        return reporter(self.format, color=self.color, width=width, depth=self.depth)
+        return reporter(self.format, color=self.color, width=width, depth=self.depth,
+                        view=self.view)
 
     def report(self, kind: str, data: Any) -> None:
         """Render `data` with this output's reporter (`kind`: infer, gate, show, weights) and write
@@ -169,7 +187,7 @@ class Output:
         if self.format == "github":
             from lazyspec.report.markdown import MarkdownReporter
 
-            summary = getattr(MarkdownReporter(), kind)(data)
+            summary = getattr(MarkdownReporter(self.view), kind)(data)
         self.emit(text, summary)
 
     def emit(self, text: str, summary_markdown: str | None = None) -> None:
@@ -207,8 +225,10 @@ def write(stream: TextIO, text: str, *, color: bool = False, commands: bool = Fa
     """Write to stdout or stderr in any encoding: never a UnicodeEncodeError, never a raw
     control character (but, with `color`, the report's colours), never a line that GitHub's
     runner would take as a workflow command (but, with `commands`, `--format github`'s own)."""
+    from lazyspec import progress
     from lazyspec.textsafe import guard
 
+    progress.quiet()  # the first thing printed ends the progress line: they would interleave
     text = guard(text, color=color, commands=commands)
     try:
         stream.write(text)
@@ -249,6 +269,13 @@ def _show_diagnostics(diagnostics: list[Diagnostic], ran: list[str] | None = Non
         write(sys.stderr, render_all(diagnostics, source_reader(sources), ran) + "\n")
 
 
+def _spec(spec: Path) -> Path:
+    """The spec file, or the bundled spec of that name (`resnet18`); a file always wins."""
+    from lazyspec.examples import resolve
+
+    return resolve(spec)
+
+
 def _build_options(settings: Any, allow: list[str] | None, *, device: str = "meta",
                    dtype: str = "float32", sets: dict[str, Any] | None = None,
                    scale: str | None = None, max_op_tensors: int | None = None) -> Any:
@@ -281,6 +308,9 @@ def infer(
     scale: ScaleOpt = None,
     allow: AllowOpt = None,
     depth: DepthOpt = None,
+    show: ShowOpt = "auto",
+    columns: ColumnsOpt = None,
+    expand: ExpandOpt = False,
     format: FormatOpt = "table",
     output_file: OutputFileOpt = None,
     expect_output: ExpectOpt = None,
@@ -293,8 +323,9 @@ def infer(
     from lazyspec.inputs import param_dtype as checked_param_dtype
     from lazyspec.inputs import parse_input
     from lazyspec.options import check_device
+    from lazyspec.report.view import View, parse_columns
 
-    out = Output(format, output_file, depth)
+    out = Output(format, output_file, depth, View(show, parse_columns(columns), depth, expand))
     out.reporter()  # a bad --format fails before any work
     inputs = [parse_input(i) for i in input or []]
     param_dtype = checked_param_dtype(dtype)
@@ -304,7 +335,7 @@ def infer(
     device = check_device(device)
     options = _build_options(settings, allow, device=device, dtype=param_dtype, sets=overrides,
                              scale=scale, max_op_tensors=max_op_tensors)
-    outcome = _run(spec, options, inputs, budgets)
+    outcome = _run(_spec(spec), options, inputs, budgets)
     out.report("infer", outcome.report())
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
@@ -326,8 +357,8 @@ def show(
     out.reporter()
     overrides = parse_sets(set_)
     settings = _config(config)
-    outcome = _run(spec, _build_options(settings, allow, sets=overrides, scale=scale,
-                                        max_op_tensors=max_op_tensors), stage="compile")
+    outcome = _run(_spec(spec), _build_options(settings, allow, sets=overrides, scale=scale,
+                                               max_op_tensors=max_op_tensors), stage="compile")
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
 
@@ -365,7 +396,7 @@ def graph(
 
     options = _build_options(settings, allow, sets=overrides, scale=scale,
                              max_op_tensors=max_op_tensors)
-    outcome = diagram(spec, inputs, options)
+    outcome = diagram(_spec(spec), inputs, options)
     _show_diagnostics(outcome.diagnostics, outcome.ran, outcome.sources)
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
@@ -428,7 +459,7 @@ def export(
     options = _build_options(settings, allow, device=device if to == "state-dict" else "meta",
                              dtype=param_dtype, sets=overrides, scale=scale,
                              max_op_tensors=max_op_tensors)
-    outcome = _run(spec, options, inputs)
+    outcome = _run(_spec(spec), options, inputs)
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
     _write_export(outcome, to, output, init, seed)
@@ -503,7 +534,7 @@ def weights(
     stored = read_checkpoint(checkpoint)  # an unreadable file fails before the dry run
     options = _build_options(settings, allow, sets=overrides, scale=scale)
     # Parameter shapes need only the concrete pass: named input dims take their hint sizes.
-    outcome = engine.run(engine.Request(spec, inputs=tuple(inputs), options=options,
+    outcome = engine.run(engine.Request(_spec(spec), inputs=tuple(inputs), options=options,
                                         symbolic=False))
     _show_diagnostics(outcome.diagnostics, outcome.ran, outcome.sources)
     report = check(outcome, stored, layout)
@@ -615,6 +646,47 @@ def lock_(
           max_op_tensors=max_op_tensors)
 
 
+@app.command()
+def examples() -> None:
+    """List the specs that ship with lazyspec; run one by name: lazyspec infer resnet18 ..."""
+    from lazyspec.examples import EXAMPLES, title
+    from lazyspec.report.layout import Col, lay_out
+
+    rows = [(e.name, title(e), " ".join(f"--input {i}" for i in e.inputs), f"{e.params:,}")
+            for e in EXAMPLES]
+    laid = lay_out([Col("Name"), Col("Model", drop=1), Col("Input"), Col("Parameters", True, 2)],
+                   rows, _terminal_width())
+    first = EXAMPLES[0]
+    write(sys.stdout, "\n".join([laid.heading, laid.rule, *laid.rows, "",
+                                 f"run one: lazyspec infer {first.name} "
+                                 f"{' '.join(f'--input {i}' for i in first.inputs)}  "
+                                 "(a file of that name wins)"]) + "\n")
+
+
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="The project's folder.")] = Path("."),
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace the starter spec, the workflow and .pre-commit-config.yaml "
+        "when they exist (pyproject.toml is only ever added to).")] = False,
+) -> None:
+    """Set up a project: specs/model.yaml, [tool.lazyspec] in pyproject.toml, a pre-commit hook
+    and .github/workflows/lazyspec.yml. Existing files are kept unless --force."""
+    from lazyspec.scaffold import init as scaffold
+
+    if not folder.is_dir():
+        raise usage_error(f"{folder}: no such folder")
+    try:
+        steps = scaffold(folder, force=force)
+    except OSError as e:
+        raise usage_error(f"cannot write in {folder}: {e.strerror or e}") from None
+    lines = [f"{s.action:>8}  {s.path}" + (f": {s.detail}" if s.detail else "") for s in steps]
+    lines += ["", "next: lazyspec infer specs/model.yaml --input 2,20, then lazyspec lock"]
+    write(sys.stdout, "\n".join(lines) + "\n")
+    if any(s.action == "refused" for s in steps):
+        raise typer.Exit(EXIT_TOOL)
+
+
 # --- import: specs from things that exist --------------------------------------------------
 
 import_app = typer.Typer(
@@ -684,9 +756,14 @@ def _report(err: LazyspecError) -> int:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: every failure becomes a message and an exit code, never a bare traceback."""
+    from lazyspec import progress
+
+    args = sys.argv[1:] if argv is None else argv
     try:
         # Outside standalone mode click returns the code of a typer.Exit instead of raising it.
-        returned = app(args=argv, prog_name="lazyspec", standalone_mode=False)
+        with progress.session(sys.stderr, "lazyspec " + " ".join(args[:2]),
+                              enabled=_progress_wanted()):
+            returned = app(args=argv, prog_name="lazyspec", standalone_mode=False)
         code = returned if isinstance(returned, int) else EXIT_OK
     except LazyspecError as e:
         code = _report(e)
@@ -704,6 +781,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
         code = _report_internal(e)
     sys.stdout.flush()
     raise SystemExit(code)
+
+
+def _progress_wanted() -> bool:
+    """A progress line only for a person watching: stderr is a terminal, not a dumb one."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty()) and os.environ.get("TERM") != "dumb"
 
 
 def _report_internal(e: BaseException) -> int:

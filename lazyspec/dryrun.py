@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lazyspec import explain, memory
+from lazyspec import explain, memory, progress
 from lazyspec.builtin_ops import OpInputError
 from lazyspec.checks import CheckFailed
 from lazyspec.compile import Built, NodeInfo, OutputIndexError, SpecModule
@@ -46,6 +46,7 @@ def run(built: Built, given: Sequence[InputShape], symbolic: bool = True) -> Inf
     if device != "meta":
         result.run = RunStats(0, None, memory.peak_bytes(device), done.tracer.seconds)
     if symbolic and any(b.symbolic for b in done.bound):
+        progress.note(f"{built.spec.path}: {len(built.nodes):,} nodes: symbolic pass")
         _add_symbolic(result, built, done.bound)
     return result
 

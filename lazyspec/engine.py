@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from lazyspec import progress
 from lazyspec.config import Budgets
 from lazyspec.errors import Diagnostic, DryRunError, LazyspecError, UsageError
 from lazyspec.inputs import InputShape
@@ -88,6 +89,7 @@ def run(request: Request) -> Outcome:
     """Run the pipeline up to `request.stage`. Spec and dry-run errors end up in the outcome;
     a request that cannot run raises UsageError."""
     outcome = Outcome(str(request.spec))
+    progress.note(f"{request.spec}: reading")
     try:
         outcome.parsed = parse(request, outcome.sources)
         if request.stage == "parse":  # its problems are in outcome.parsed.problems
@@ -140,8 +142,10 @@ def _first_run(spec: Spec, options: BuildOptions, given: Sequence[InputShape],
     from lazyspec import dryrun, memory
     from lazyspec.compile import build
 
+    progress.note(f"{spec.path}: compiling")
     if options.device == "meta":
         built = build(spec, options)
+        _nodes(built, "dry run")
         return built, dryrun.run(built, given, symbolic)
     planned = dryrun.run(build(spec, replace(options, device="meta")), given)
     estimate = memory.forward_bytes(planned)
@@ -151,10 +155,15 @@ def _first_run(spec: Spec, options: BuildOptions, given: Sequence[InputShape],
 
         torch.cuda.reset_peak_memory_stats(torch.device(options.device))
     built = build(spec, options)
+    _nodes(built, f"dry run on {options.device}")
     result = dryrun.run(built, given, symbolic)
     if result.run is not None:
         result.run.estimate_bytes, result.run.available_bytes = estimate, available
     return built, result
+
+
+def _nodes(built: Built, what: str) -> None:
+    progress.note(f"{built.spec.path}: {len(built.nodes):,} nodes: {what}")
 
 
 def _later_run(built: Built, first: InferResult, inputs: Sequence[InputShape]) -> MoreRun:

@@ -50,6 +50,7 @@ class NodeRecord:
     unknown_ops: list[str] = field(default_factory=list)
     activation_bytes: int = 0  # bytes of the tensors it returned
     symbolic: str | None = None  # its output shape in the input's named dims, e.g. [B, 64, H]
+    input: ShapeTree = None  # the shape(s) that reached it
 
 
 @dataclass
@@ -67,6 +68,11 @@ class Totals:
     @property
     def macs(self) -> int:
         return self.flops // 2
+
+    @property
+    def non_trainable(self) -> int:
+        """Frozen parameters (`trainable: false`): counted, never updated."""
+        return self.params - self.trainable
 
 
 @dataclass

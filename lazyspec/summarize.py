@@ -83,7 +83,8 @@ def _node_records(built: Built, tracer: Tracer, params: list[ParamRecord]) -> li
             output=trace.output if trace else None, skipped=n.skipped,
             shared_from=n.shared_from, params=0 if n.shared_from else counts.get(n.path, 0),
             flops=trace.flops if trace else 0, unknown_ops=trace.unknown_ops if trace else [],
-            activation_bytes=trace.activation_bytes if trace else 0))
+            activation_bytes=trace.activation_bytes if trace else 0,
+            input=trace.input if trace else None))
     return nodes
 
 

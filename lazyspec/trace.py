@@ -43,6 +43,7 @@ class NodeTrace:
     unknown_ops: list[str]
     activation_bytes: int
     leaf: bool  # an op, not a block or a pass-through: its output is a real activation
+    input: ShapeTree = None  # what reached it: one shape, or a list for several inputs
 
 
 class Tracer:
@@ -82,7 +83,7 @@ class Tracer:
         leaf = step.module is not None and not isinstance(step.module, SpecModule)
         self.nodes[step.info.order] = NodeTrace(
             shape_tree(out), None if frame.unknown else frame.flops, sorted(frame.unknown),
-            tensor_bytes(out), leaf)
+            tensor_bytes(out), leaf, shape_tree(xs[0] if len(xs) == 1 else xs))
         self.ran.append(step.info.path)
         return out
 

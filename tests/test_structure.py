@@ -26,8 +26,10 @@ TORCH_FREE = ["lazyspec", "lazyspec.budgets", "lazyspec.cli", "lazyspec.config",
               "lazyspec.report.graph_text", "lazyspec.export", "lazyspec.export.init_schemes",
               "lazyspec.spec", "lazyspec.spec.expr", "lazyspec.spec.model",
               "lazyspec.spec.parse", "lazyspec.spec.schema", "lazyspec.spec.yamlload",
-              "lazyspec.checkpoint", "lazyspec.weights",
-              "lazyspec.importers", "lazyspec.importers.specdoc"]
+              "lazyspec.checkpoint", "lazyspec.weights", "lazyspec.report.view",
+              "lazyspec.report.layout", "lazyspec.report.table", "lazyspec.progress",
+              "lazyspec.examples", "lazyspec.scaffold", "lazyspec.importers",
+              "lazyspec.importers.specdoc"]
 
 
 def module_name(path: Path) -> str:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from lazyspec.gate import GateReport
     from lazyspec.preview import Preview
+    from lazyspec.report.view import View
     from lazyspec.result import InferOutcome
     from lazyspec.weights import WeightsReport
 
@@ -29,11 +30,17 @@ GRAPH_FORMATS = ("mermaid", "dot")  # `lazyspec graph` diagrams (report/graph_te
 
 
 def reporter(name: str, color: bool = False, width: int | None = None,
-             depth: int | None = None) -> Reporter:
+             depth: int | None = None, view: View | None = None) -> Reporter:
+    """The reporter of format `name`. `view` (what the human formats show: report/view.py)
+    overrides `depth`; JSON and github ignore both."""
+    if view is None:
+        from lazyspec.report.view import View
+
+        view = View(depth=depth)
     if name == "table":
         from lazyspec.report.table import TableReporter
 
-        return TableReporter(color=color, width=width, depth=depth)
+        return TableReporter(color=color, width=width, view=view)
     if name == "json":
         from lazyspec.report.jsonout import JsonReporter
 
@@ -41,7 +48,7 @@ def reporter(name: str, color: bool = False, width: int | None = None,
     if name == "markdown":
         from lazyspec.report.markdown import MarkdownReporter
 
-        return MarkdownReporter()
+        return MarkdownReporter(view)
     if name == "github":
         from lazyspec.report.github import GithubReporter
 

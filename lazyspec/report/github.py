@@ -69,7 +69,8 @@ class GithubReporter:
         lines = capped([diagnostic_annotation(d) for d in outcome.diagnostics])
         if outcome.result is not None and not outcome.diagnostics:
             t = outcome.result.totals
-            lines.append(f"lazyspec: {outcome.spec}: {t.params:,} parameters, ok")
+            lines.append(f"lazyspec: {outcome.spec}: {t.params:,} parameters (non-trainable "
+                         f"{t.non_trainable:,}), ok")
         return _text(lines)
 
     def show(self, preview: Preview) -> str:

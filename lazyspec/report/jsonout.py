@@ -29,7 +29,7 @@ def diagnostic(d: Diagnostic) -> dict[str, Any]:
 
 
 def totals(t: Totals) -> dict[str, Any]:
-    return {**asdict(t), "macs": t.macs}
+    return {**asdict(t), "macs": t.macs, "non_trainable": t.non_trainable}
 
 
 def result_fields(r: InferResult | None) -> dict[str, Any]:
@@ -45,7 +45,8 @@ def result_fields(r: InferResult | None) -> dict[str, Any]:
                     "shape": list(p.shape), "count": p.count, "dtype": p.dtype,
                     "bytes": p.bytes, "trainable": p.trainable, "shared": p.shared,
                     "location": location(p.location)} for p in r.params],
-        "nodes": [{"path": n.path, "op": n.op, "depth": n.depth, "output": as_lists(n.output),
+        "nodes": [{"path": n.path, "op": n.op, "depth": n.depth, "input": as_lists(n.input),
+                   "output": as_lists(n.output),
                    "skipped": n.skipped, "shared_from": n.shared_from, "params": n.params,
                    "flops": n.flops, "unknown_ops": n.unknown_ops,
                    "activation_bytes": n.activation_bytes, "symbolic": n.symbolic,

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lazyspec.errors import Diagnostic
-from lazyspec.report.text import (
-    cost_lines,
-    fmt_bytes,
-    weights_cells,
-    weights_header,
-    weights_summary,
+from lazyspec.report.text import summary_lines, weights_cells, weights_header, weights_summary
+from lazyspec.report.view import (
+    COLUMNS,
+    View,
+    node_cells,
+    node_rows,
+    owned_params,
+    param_rows,
+    view_notes,
 )
 from lazyspec.shapes import format_dims, format_shape
 from lazyspec.textsafe import visible
@@ -18,7 +21,7 @@ from lazyspec.textsafe import visible
 if TYPE_CHECKING:
     from lazyspec.gate import GateReport
     from lazyspec.preview import Preview
-    from lazyspec.result import InferOutcome
+    from lazyspec.result import InferOutcome, InferResult
     from lazyspec.weights import WeightsReport
 
 MAX_WEIGHTS_ROWS = 100  # a pull-request comment stays readable; `lazyspec weights` lists all
@@ -26,6 +29,13 @@ MAX_WEIGHTS_ROWS = 100  # a pull-request comment stays readable; `lazyspec weigh
 
 def _cell(text: object) -> str:
     return str(text).replace("|", "\\|")  # (`_text` escapes what the line holds)
+
+
+def _prose(line: str) -> str:
+    """A line of text that Markdown must not read as a list item or a heading (`* counted
+    once`)."""
+    line = _cell(line)
+    return "\\" + line if line[:1] in ("*", "#", "-", "+", ">") else line
 
 
 def _text(lines: list[str]) -> str:
@@ -46,26 +56,23 @@ def diagnostics_md(diagnostics: list[Diagnostic]) -> list[str]:
 
 
 class MarkdownReporter:
+    """Markdown for pull-request comments and job summaries: the same view, node table,
+    parameter table and totals as the table format (every column chosen: Markdown never
+    wraps a cell)."""
+
     machine = True
+
+    def __init__(self, view: View | None = None) -> None:
+        self.view = view or View()
 
     def infer(self, outcome: InferOutcome) -> str:
         r = outcome.result
         lines = [f"### lazyspec: `{outcome.spec}`", ""]
         if r is not None:
             inputs = ", ".join(f"`{i.name}` {format_shape(i.shape)} {i.dtype}" for i in r.inputs)
-            lines += [f"Input: {inputs} on `{r.device}`", "",
-                      "| Parameter | Op | Shape | Count | Line |",
-                      "| --- | --- | --- | ---: | ---: |"]
-            for p in r.params:
-                mark = f" ({_cell(p.shared)})" if p.shared else ""
-                line = p.location.line if p.location else ""
-                lines.append(f"| `{p.path}`{mark} | {p.op} | {format_shape(p.shape)} | "
-                             f"{p.count:,} | {line} |")
-            t = r.totals
-            lines += ["", f"**Output:** {', '.join(format_shape(o) for o in r.outputs)}  ",
-                      f"**Parameters:** {t.params:,} (trainable {t.trainable:,}), "
-                      f"{fmt_bytes(t.bytes)} at {r.dtype}  "]
-            lines += [f"{line}  " for line in cost_lines(r)]
+            lines += [f"Input: {inputs} on `{r.device}`", ""]
+            lines += infer_tables_md(r, self.view)
+            lines += [f"{_prose(line)}  " for line in summary_lines(r)]
         if outcome.diagnostics:
             lines += ["", *diagnostics_md(outcome.diagnostics)]
         return _text(lines)
@@ -109,6 +116,35 @@ class MarkdownReporter:
             lines += ["", "Unused lock entries (remove them with `lazyspec lock`):", ""]
             lines += [f"- `{e.spec}` `{_cell(e.key)}`" for e in report.unused]
         return _text(lines)
+
+
+def infer_tables_md(r: InferResult, view: View) -> list[str]:
+    """The node and parameter tables the view shows, then the view's notes."""
+    show_nodes, show_params = view.tables(r)
+    rows = node_rows(r, view)
+    lines: list[str] = []
+    if show_nodes:
+        owned, weights = owned_params(r)
+        heads = [COLUMNS[k] for k in view.columns]
+        lines += ["| Node | " + " | ".join(c.heading for c in heads) + " |",
+                  "| --- | " + " | ".join("---:" if c.right else "---" for c in heads) + " |"]
+        for row in rows.nodes:
+            cells = node_cells(row, view.columns, r, owned, weights)
+            lines.append(f"| `{_cell(row.name)}` | " + " | ".join(_cell(c) for c in cells) + " |")
+        lines.append("")
+    if show_params:
+        frozen = any(not p.trainable for p in r.params)
+        lines += ["| Parameter | Op | Shape | Count | Line |" + (" Trainable |" if frozen else ""),
+                  "| --- | --- | --- | ---: | ---: |" + (" --- |" if frozen else "")]
+        for pr in param_rows(r, rows):
+            p = pr.param
+            line = p.location.line if p.location else ""
+            lines.append(f"| `{_cell(p.path)}`{pr.marks} | {p.op} | {format_shape(p.shape)} | "
+                         f"{p.count:,} | {line} |"
+                         + ((" yes |" if p.trainable else " no |") if frozen else ""))
+        lines.append("")
+    notes = view_notes(r, view, rows, show_params)
+    return lines + ([*(f"{_prose(n)}  " for n in notes), ""] if notes else [])
 
 
 def checkpoint_md(report: WeightsReport | None) -> list[str]:

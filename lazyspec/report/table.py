@@ -1,22 +1,27 @@
-"""The human report: nodes with their output shapes, parameters with their shapes, totals."""
+"""The human report: nodes with their output shapes, parameters with their shapes, totals.
+What it shows is the view's choice (report/view.py); tables are plain aligned columns
+(report/layout.py) that never break a name or a shape."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from rich import box
 from rich.console import Console, Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
-from lazyspec.report.text import (
-    cost_lines,
-    fmt_bytes,
-    fmt_count,
-    weights_cells,
-    weights_header,
-    weights_summary,
+from lazyspec.report.layout import Col, lay_out
+from lazyspec.report.text import summary_lines, weights_cells, weights_header, weights_summary
+from lazyspec.report.view import (
+    COLUMNS,
+    ParamRow,
+    View,
+    node_cells,
+    node_rows,
+    owned_params,
+    param_rows,
+    view_notes,
 )
 from lazyspec.result import InferOutcome, InferResult
 from lazyspec.shapes import format_dims, format_shape
@@ -32,90 +37,66 @@ def _line(loc: Any) -> str:
     return str(loc.line) if loc is not None else ""
 
 
-# Past this many rows rich's layout costs seconds (a 5,000-node spec): print plain aligned columns.
-RICH_MAX_ROWS = 400
+def _table(cols: list[Col], rows: Sequence[Sequence[str]],
+           width: int | None) -> tuple[Text, list[str]]:
+    """Aligned columns that fit `width` by leaving whole columns out (see `layout`), never by
+    breaking a cell; returns the table and the headings left out. Cells are shown escaped
+    (names and paths come from specs, lock files and file names)."""
+    laid = lay_out(cols, [tuple(visible(cell) for cell in row) for row in rows], width)
+    text = Text(laid.heading, style="bold")
+    text.append("\n" + laid.rule, style="dim")
+    for row in laid.rows:
+        text.append("\n" + row)
+    return text, laid.dropped
 
 
-def _table(title: str | None, columns: list[tuple[str, str]],
-           rows: list[tuple[str, ...]]) -> RenderableType:
-    """A table in rich's SIMPLE_HEAD style; columns are (heading, "left" | "right"). Cells are
-    shown escaped (names and paths come from specs, lock files and file names)."""
-    rows = [tuple(visible(cell) for cell in row) for row in rows]
-    if len(rows) <= RICH_MAX_ROWS:
-        table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False)
-        for heading, justify in columns:
-            if justify == "right":
-                table.add_column(heading, justify="right", no_wrap=True)
-            else:
-                table.add_column(heading, overflow="fold")
-        for row in rows:
-            table.add_row(*(Text(cell) for cell in row))  # plain text: `[b, 256]` is no markup
-        return table
-    widths = [max(len(heading), *(len(r[i]) for r in rows))
-              for i, (heading, _) in enumerate(columns)]
-
-    def line(cells: tuple[str, ...]) -> str:
-        return "   ".join(c.rjust(w) if j == "right" else c.ljust(w)
-                          for c, w, (_, j) in zip(cells, widths, columns, strict=True)).rstrip()
-
-    rule = "─" * (sum(widths) + 3 * (len(widths) - 1))
-    out = [title or "", line(tuple(h for h, _ in columns)), rule]
-    out += [line(r) for r in rows]
-    return Text("\n".join(out) + "\n")
+def _dropped_note(dropped: list[str], width: int | None) -> list[str]:
+    if not dropped:
+        return []
+    return [f"({width} columns: left out {', '.join(dropped)}; widen the terminal or choose "
+            "--columns)"]
 
 
-def render_table(result: InferResult, depth: int | None = None) -> RenderableType:
+def render_table(result: InferResult, view: View | None = None,
+                 width: int | None = None) -> RenderableType:
+    """The infer report: header, node table, parameter table (as the view chooses), totals."""
+    view = view or View()
     title = result.name or result.spec
     inputs = ", ".join(f"{i.name} [{', '.join(map(str, i.shape))}] {i.dtype}"
                        for i in result.inputs)
-    header = Text.assemble((visible(title), "bold"), f"  ({visible(result.spec)})\n",
-                           visible(f"input: {inputs}   device: {result.device}   "
-                                   f"dtype: {result.dtype}"))
+    parts: list[RenderableType] = [
+        Text.assemble((visible(title), "bold"), f"  ({visible(result.spec)})\n",
+                      visible(f"input: {inputs}   device: {result.device}   "
+                              f"dtype: {result.dtype}"))]
+    show_nodes, show_params = view.tables(result)
+    rows = node_rows(result, view)
+    dropped: list[str] = []
+    if show_nodes:
+        owned, weights = owned_params(result)
+        cols = [Col("Node"), *(Col(COLUMNS[k].heading, COLUMNS[k].right, COLUMNS[k].drop)
+                               for k in view.columns)]
+        table, dropped = _table(cols, [(r.name, *node_cells(r, view.columns, result, owned,
+                                                             weights)) for r in rows.nodes], width)
+        parts += [Text(""), table]
+    if show_params:
+        table, more = _param_table(result, param_rows(result, rows), width)
+        parts += [Text(""), table]
+        dropped += [d for d in more if d not in dropped]
+    notes = _dropped_note(dropped, width) + view_notes(result, view, rows, show_params)
+    parts += [Text(""), _lines(summary_lines(result) + notes)]
+    return Group(*parts)
 
-    node_rows: list[tuple[str, ...]] = []
-    for n in result.nodes:
-        if depth is not None and n.depth >= depth:
-            continue
-        indent = "  " * n.depth
-        label = n.path.rsplit(".", 1)[-1]
-        op = n.op
-        if n.skipped:
-            op += f" (skipped: {n.skipped})"
-        if n.shared_from:
-            op += f" (shares {n.shared_from})"
-        flops = "" if n.flops == 0 or n.skipped else fmt_count(n.flops)
-        shape = n.symbolic or format_shape(n.output)
-        node_rows.append((indent + label, op, shape, f"{n.params:,}" if n.params else "", flops))
-    nodes = _table("Nodes", [("Node", "left"), ("Op", "left"), ("Output", "left"),
-                             ("Params", "right"), ("FLOPs", "right")], node_rows)
-    params = _table("Parameters", [("Parameter", "left"), ("Op", "left"), ("Shape", "left"),
-                                   ("Count", "right"), ("Line", "right")],
-                    [(p.path + (" *" if p.shared else ""), p.op, format_shape(p.shape),
-                      f"{p.count:,}", _line(p.location)) for p in result.params])
 
-    t = result.totals
-    outputs = ", ".join(result.symbolic_outputs or [format_shape(o) for o in result.outputs])
-    lines = [f"output: {outputs}"]
-    if result.symbols:
-        hints = ", ".join(f"{n}={v}" for n, v in result.symbols.items())
-        lines.append(f"symbolic dims {', '.join(result.symbols)}; sizes, FLOPs and memory below "
-                     f"are at {hints}")
-    for more in result.more_runs:
-        shapes = ", ".join(format_shape(i.shape) if len(more.inputs) == 1
-                           else f"{i.name} {format_shape(i.shape)}" for i in more.inputs)
-        lines.append(f"also at {shapes}: output "
-                     f"{', '.join(format_shape(o) for o in more.outputs)} (same parameters)")
-    lines += [
-             f"parameters: {t.params:,} (trainable {t.trainable:,}), "
-             f"{fmt_bytes(t.bytes)} at {result.dtype}"]
-    if t.buffers:
-        lines.append(f"buffers: {t.buffers:,} ({fmt_bytes(t.buffer_bytes)})")
-    lines += cost_lines(result)
-    marked = [p for p in result.params if p.shared]
-    if marked:
-        lines.append("* counted once: " + "; ".join(f"{p.path} {p.shared}" for p in marked))
-    lines += result.notes
-    return Group(header, nodes, params, _lines(lines))
+def _param_table(result: InferResult, rows: list[ParamRow],
+                 width: int | None) -> tuple[Text, list[str]]:
+    """Every parameter tensor by its state-dict name; Trainable only when some are frozen."""
+    frozen = any(not p.trainable for p in result.params)
+    cols = [Col("Parameter"), Col("Op", drop=2), Col("Shape"), Col("Count", True),
+            Col("Line", True, 1)] + ([Col("Trainable", drop=3)] if frozen else [])
+    cells = [(r.param.path + r.marks, r.param.op, format_shape(r.param.shape), f"{r.param.count:,}",
+              _line(r.param.location)) + (("yes" if r.param.trainable else "no",) if frozen
+                                          else ()) for r in rows]
+    return _table(cols, cells, width)
 
 
 def _lines(lines: list[str]) -> Text:
@@ -124,21 +105,19 @@ def _lines(lines: list[str]) -> Text:
 
 
 def render_gate(report: GateReport) -> RenderableType:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Spec", no_wrap=True)
-    table.add_column("Run", overflow="fold")
-    table.add_column("Params", justify="right", no_wrap=True)
-    table.add_column("Output", overflow="fold")
+    rows: list[tuple[str, ...]] = []
     for o in report.outcomes:
         r = o.result
         status = o.status.upper() if o.status != "ok" else "ok"
         if o.lock_status in ("changed", "missing", "updated", "not-written"):
             status += f" ({o.lock_status.replace('-', ' ')})"
         status += _checkpoint_status(o)
-        cells = (status, o.spec_key, o.key, f"{r.totals.params:,}" if r else "",
-                 ", ".join(format_shape(x) for x in r.outputs) if r else "")
-        table.add_row(*(Text(visible(cell)) for cell in cells))
+        rows.append((status, o.spec_key, o.key, f"{r.totals.params:,}" if r else "",
+                     ", ".join(format_shape(x) for x in r.outputs) if r else ""))
+    # Every column stays, however narrow the terminal: a run's status, spec, key and counts are
+    # what the gate is read for (a line runs long instead, whole).
+    table, _ = _table([Col("Status"), Col("Spec"), Col("Run"), Col("Params", True),
+                       Col("Output")], rows, None)
     lines: list[str] = []
     for o in report.outcomes:
         if o.drift:
@@ -155,7 +134,7 @@ def render_gate(report: GateReport) -> RenderableType:
     summary += f"; lock: {report.lock_path}" + (" (written)" if report.wrote_lock else "")
     lines.append(summary)
     lines += report.notes
-    return Group(table, _lines(lines))
+    return Group(table, Text(""), _lines(lines))
 
 
 def _checkpoint_status(o: RunOutcome) -> str:
@@ -177,19 +156,11 @@ def checkpoint_lines(report: GateReport) -> list[str]:
     return lines
 
 
-def _weights_table(rows: list[tuple[str, ...]]) -> RenderableType:
-    """Rows never wrap: keys are searched for, shapes read across (a narrow terminal wraps the
-    line instead)."""
-    columns = [("Status", "left"), ("Key", "left"), ("Spec", "left"), ("Checkpoint", "left"),
-               ("Line", "right")]
-    if len(rows) > RICH_MAX_ROWS:
-        return _table(None, columns, rows)
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for heading, justify in columns:
-        table.add_column(heading, justify="right" if justify == "right" else "left",
-                         no_wrap=True)
-    for row in rows:
-        table.add_row(*(Text(cell) for cell in row))
+def _weights_table(rows: list[tuple[str, ...]]) -> Text:
+    """Every column stays: keys are searched for, shapes read across (a narrow terminal wraps
+    the line instead)."""
+    table, _ = _table([Col("Status"), Col("Key"), Col("Spec"), Col("Checkpoint"),
+                       Col("Line", True)], rows, None)
     return table
 
 
@@ -197,82 +168,57 @@ def render_weights(report: WeightsReport) -> RenderableType:
     """The keys that do not fit (every key fits: none), then counts, dtypes and the verdict."""
     parts: list[RenderableType] = [Text("\n".join(weights_header(report)))]
     if report.problems:
-        parts.append(_weights_table([weights_cells(r) for r in report.problems]))
+        parts += [_weights_table([weights_cells(r) for r in report.problems]), Text("")]
     parts.append(Text("\n".join(weights_summary(report))))
     return Group(*parts)
 
 
-def render_preview(p: Preview) -> RenderableType:
+def render_preview(p: Preview, width: int | None = None) -> RenderableType:
     header = Text.assemble((visible(p.name or p.spec), "bold"), f"  ({visible(p.spec)})\n",
                            "before any input: ? is a size the first pass of data will fix")
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("Parameter", overflow="fold")
-    table.add_column("Op", overflow="fold")
-    table.add_column("Shape", overflow="fold")
-    table.add_column("Count", justify="right", no_wrap=True)
-    table.add_column("Line", justify="right", no_wrap=True)
+    rows = []
     for param in p.params:
         name = param.path + (f" (tied to {param.tied})" if param.tied else "")
         count = "?" if param.count is None else f"{param.count:,}"
-        cells = (name, param.op, format_dims(param.shape), count, _line(param.location))
-        table.add_row(*(Text(visible(cell)) for cell in cells))
+        rows.append((name, param.op, format_dims(param.shape), count, _line(param.location)))
+    table, dropped = _table([Col("Parameter"), Col("Op", drop=2), Col("Shape"),
+                             Col("Count", True), Col("Line", True, 1)], rows, width)
     waiting = len(p.unknown)
     summary = (f"known now: {p.known_params:,} parameters; {waiting} of {len(p.params)} "
                "tensors wait for the input")
-    return Group(header, table, Text(summary))
-
-
-# Below this, a column that wraps is too narrow to read; rich would even drop it (width 0).
-MIN_WRAPPED_WIDTH = 10
-
-
-def _fitting_width(renderable: RenderableType, width: int) -> int:
-    """`width`, or more where a table cannot fit in it without losing text: rich would cut
-    statuses, counts and paths (the columns that never wrap) to `...` and drop wrapped columns
-    whole. A line longer than a narrow terminal only wraps there."""
-    need = 0
-    parts = renderable.renderables if isinstance(renderable, Group) else [renderable]
-    for table in parts:
-        if not isinstance(table, Table):
-            continue
-        total = 3 * len(table.columns)  # padding and separators, generously
-        for column in table.columns:
-            cells = [column.header, *column.cells]
-            widest = max((c.cell_len if isinstance(c, Text) else Text(str(c)).cell_len)
-                         for c in cells)
-            if column.no_wrap:
-                column.min_width = widest
-            total += widest if column.no_wrap else min(widest, MIN_WRAPPED_WIDTH)
-        need = max(need, total)
-    return max(width, need)
+    return Group(header, Text(""), table, Text(""), _lines([*_dropped_note(dropped, width),
+                                                            summary]))
 
 
 class TableReporter:
-    """Human output; coloured only when asked (a terminal without NO_COLOR)."""
+    """Human output; coloured only when asked (a terminal without NO_COLOR). Nothing is wrapped:
+    tables fit `width` by leaving columns out, and a longer line stays one line."""
 
     machine = False
 
-    def __init__(self, color: bool = False, width: int | None = None, depth: int | None = None):
-        self.color, self.width, self.depth = color, width, depth
+    def __init__(self, color: bool = False, width: int | None = None, depth: int | None = None,
+                 view: View | None = None):
+        self.color, self.width = color, width
+        self.view = view or View(depth=depth)
 
     def _text(self, renderable: RenderableType) -> str:
         buffer = io.StringIO()
-        console = Console(file=buffer, width=_fitting_width(renderable, self.width or 80),
-                          force_terminal=self.color, no_color=not self.color, highlight=False,
-                          soft_wrap=False, color_system="standard" if self.color else None)
+        console = Console(file=buffer, width=self.width or 80, force_terminal=self.color,
+                          no_color=not self.color, highlight=False, soft_wrap=True,
+                          color_system="standard" if self.color else None)
         console.print(renderable)
         return buffer.getvalue()
 
     def infer(self, outcome: InferOutcome) -> str:
         if outcome.result is None:
             return ""  # the diagnostics (on stderr) say it all
-        return self._text(render_table(outcome.result, self.depth))
+        return self._text(render_table(outcome.result, self.view, self.width))
 
     def gate(self, report: GateReport) -> str:
         return self._text(render_gate(report))
 
     def show(self, preview: Preview) -> str:
-        return self._text(render_preview(preview))
+        return self._text(render_preview(preview, self.width))
 
     def weights(self, report: WeightsReport) -> str:
         if not report.compared:

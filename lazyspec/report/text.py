@@ -30,6 +30,40 @@ def fmt_count(n: float | None) -> str:
     return f"{n:.0f}"
 
 
+def params_total(result: InferResult) -> str:
+    """`11,689,512 (non-trainable 0), 44.6 MiB at float32`: every report's total."""
+    t = result.totals
+    return (f"{t.params:,} (non-trainable {t.non_trainable:,}), {fmt_bytes(t.bytes)} at "
+            f"{result.dtype}")
+
+
+def summary_lines(result: InferResult) -> list[str]:
+    """The lines under the tables, the same in table and Markdown: outputs, other input sets,
+    parameters and buffers, FLOPs and memory, what is counted once, the run's notes."""
+    from lazyspec.shapes import format_shape
+
+    t = result.totals
+    outputs = ", ".join(result.symbolic_outputs or [format_shape(o) for o in result.outputs])
+    lines = [f"output: {outputs}"]
+    if result.symbols:
+        hints = ", ".join(f"{n}={v}" for n, v in result.symbols.items())
+        lines.append(f"symbolic dims {', '.join(result.symbols)}; sizes, FLOPs and memory below "
+                     f"are at {hints}")
+    for more in result.more_runs:
+        shapes = ", ".join(format_shape(i.shape) if len(more.inputs) == 1
+                           else f"{i.name} {format_shape(i.shape)}" for i in more.inputs)
+        lines.append(f"also at {shapes}: output "
+                     f"{', '.join(format_shape(o) for o in more.outputs)} (same parameters)")
+    lines.append(f"parameters: {params_total(result)}")
+    if t.buffers:
+        lines.append(f"buffers: {t.buffers:,} ({fmt_bytes(t.buffer_bytes)})")
+    lines += cost_lines(result)
+    marked = [p for p in result.params if p.shared]
+    if marked:
+        lines.append("* counted once: " + "; ".join(f"{p.path} {p.shared}" for p in marked))
+    return lines + result.notes
+
+
 def cost_lines(result: InferResult) -> list[str]:
     """FLOPs and memory totals, as plain lines (table and Markdown share them)."""
     t = result.totals
