@@ -652,10 +652,9 @@ def examples() -> None:
     from lazyspec.examples import EXAMPLES, title
     from lazyspec.report.layout import Col, lay_out
 
-    rows = [(e.name, title(e), " ".join(f"--input {i}" for i in e.inputs), f"{e.params:,}")
-            for e in EXAMPLES]
-    laid = lay_out([Col("Name"), Col("Model", drop=1), Col("Input"), Col("Parameters", True, 2)],
-                   rows, _terminal_width())
+    rows = [(e.name, title(e), " ".join(e.inputs), f"{e.params:,}") for e in EXAMPLES]
+    laid = lay_out([Col("Name"), Col("Model", drop=1), Col("--input"),
+                    Col("Parameters", True, 2)], rows, _terminal_width())
     first = EXAMPLES[0]
     write(sys.stdout, "\n".join([laid.heading, laid.rule, *laid.rows, "",
                                  f"run one: lazyspec infer {first.name} "

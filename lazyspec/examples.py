@@ -37,6 +37,10 @@ EXAMPLES = (
     Example("synthetic-1000", ("2,64",), 4_224_000),
     Example("llama2-7b", ("2,64:int64",), 6_738_415_616),
     Example("llama2-70b", ("2,64:int64",), 68_976_648_192),
+    Example("vit_b_16", ("1,3,224,224",), 86_567_656),
+    Example("convnext_tiny", ("1,3,224,224",), 28_589_128),
+    Example("swin_t", ("1,3,224,224",), 28_288_354),
+    Example("t5_small", ("input_ids=2,16:int64", "decoder_input_ids=2,8:int64"), 60_506_624),
 )
 BY_NAME = {e.name: e for e in EXAMPLES}
 

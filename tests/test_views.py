@@ -317,7 +317,9 @@ def test_examples_match_the_lock_and_the_folder() -> None:
 def test_examples_lists_them(cli) -> None:
     r = cli("examples")
     assert r.code == 0
-    assert re.search(r"^resnet18 +.*--input 2,3,224,224 +11,689,512$", r.stdout, re.MULTILINE)
+    assert re.search(r"^resnet18 +.*2,3,224,224 +11,689,512$", r.stdout, re.MULTILINE)
+    assert re.search(r"^t5_small +.*input_ids=2,16:int64 decoder_input_ids=2,8:int64 +60,506,624$",
+                     r.stdout, re.MULTILINE)
 
 
 # --- lazyspec init -----------------------------------------------------------------------------
