@@ -615,6 +615,41 @@ def lock_(
           max_op_tensors=max_op_tensors)
 
 
+import_app = typer.Typer(help="Write a spec from a model that already exists: a Hugging Face "
+                         "config.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("hf")
+def import_hf(
+    config: Annotated[Path, typer.Argument(
+        help="A Hugging Face config.json, or the folder of a downloaded model that holds one.")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Where to write the spec (stdout if left out).")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="The spec's name (default: the class and the config's folder).")] = None,
+) -> None:
+    """A spec with Hugging Face's parameter names and the config's sizes (model_type llama,
+    mistral, qwen2, gpt2, bert, t5, vit), checked by a dry run before it is written. A config
+    lazyspec cannot write faithfully (an unknown model_type, MoE, scaled rotary embeddings) is
+    exit 2, naming the field."""
+    from lazyspec.importers import hf
+
+    imported = hf.import_config(config, name)
+    outcome = hf.check(imported, output or Path(f"{imported.family.model_type}.yaml"))
+    _show_diagnostics(outcome.diagnostics, outcome.ran, outcome.sources)
+    if outcome.exit_code or outcome.result is None:
+        raise usage_error(f"the spec written from {imported.config} does not pass lazyspec's own "
+                          "check (above); nothing was written",
+                          "this is a bug in lazyspec's template for model_type "
+                          f"'{imported.family.model_type}' or a config whose sizes do not fit "
+                          "together", code="LS310")
+    Output("export", output).emit(imported.text)
+    if output is not None:
+        write(sys.stderr, f"lazyspec: wrote {output}: {imported.family.cls}, "
+              f"{outcome.result.totals.params:,} parameters\n")
+
+
 # --- running --------------------------------------------------------------------------------
 
 

@@ -93,6 +93,7 @@ CODES: dict[str, Code] = {
         Code("LS307", "the model cannot be exported in that form", 2),
         Code("LS308", "checkpoint cannot be read", 2),
         Code("LS309", "checkpoint refused: loading it would run code", 2),
+        Code("LS310", "model cannot be imported (lazyspec import)", 2),
     ]
 }
 

@@ -1,0 +1,1 @@
+"""Importers: specs written from something that already describes a model (`lazyspec import`)."""
