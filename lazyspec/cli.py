@@ -644,8 +644,12 @@ def import_hf(
                           "this is a bug in lazyspec's template for model_type "
                           f"'{imported.family.model_type}' or a config whose sizes do not fit "
                           "together", code="LS310")
-    Output("export", output).emit(imported.text)
-    if output is not None:
+    if output is None:
+        write(sys.stdout, imported.text)
+    else:
+        from lazyspec.fileio import atomic_write
+
+        atomic_write(output, imported.text, "spec")
         write(sys.stderr, f"lazyspec: wrote {output}: {imported.family.cls}, "
               f"{outcome.result.totals.params:,} parameters\n")
 

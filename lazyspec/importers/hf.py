@@ -31,7 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lazyspec.errors import Diagnostic, Location, UsageError, shown
+from lazyspec.errors import Diagnostic, Location, UsageError
 from lazyspec.fileio import FileTooLarge, read_capped
 from lazyspec.textsafe import visible
 
@@ -111,7 +111,7 @@ class Config:
         value = self.value(key, default)
         if not _is_int(value) or not minimum <= value <= MAX_SIZE:
             raise self.refuse(key, f"'{key}' must be a whole number from {minimum} to "
-                              f"{MAX_SIZE:,}, got {shown(value)}")
+                              f"{MAX_SIZE:,}, got {_shown(value)}")
         return int(value)
 
     def optional_size(self, key: str, default: Any) -> int | None:
@@ -120,20 +120,20 @@ class Config:
     def number(self, key: str, default: float) -> float:
         value = self.value(key, default)
         if not _is_number(value) or not 0 < value < math.inf:
-            raise self.refuse(key, f"'{key}' must be a positive number, got {shown(value)}")
+            raise self.refuse(key, f"'{key}' must be a positive number, got {_shown(value)}")
         return float(value)
 
     def flag(self, key: str, default: bool) -> bool:
         value = self.value(key, default)
         if not isinstance(value, bool):
-            raise self.refuse(key, f"'{key}' must be true or false, got {shown(value)}")
+            raise self.refuse(key, f"'{key}' must be true or false, got {_shown(value)}")
         return value
 
     def choice(self, key: str, default: str, choices: tuple[str, ...],
                what: str = "an activation") -> str:
         value = self.value(key, default)
         if value not in choices:
-            raise self.refuse(key, f"'{key}' is {shown(value)}, {what} lazyspec does not "
+            raise self.refuse(key, f"'{key}' is {_shown(value)}, {what} lazyspec does not "
                               "implement", "lazyspec implements " + ", ".join(choices))
         return str(value)
 
@@ -143,6 +143,12 @@ class Config:
             raise self.refuse(heads_key, f"'{d_key}' ({d}) is not a multiple of '{heads_key}' "
                               f"({heads})")
         return d // heads
+
+
+def _shown(value: Any, limit: int = 120) -> str:
+    """A config value as the message shows it: JSON, as the file has it, cut short."""
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _is_int(value: Any) -> bool:
@@ -228,7 +234,7 @@ def parse_json(text: str, file: Path) -> tuple[dict[str, Any], dict[str, Locatio
     except _Duplicate as e:
         offsets = _key_offsets(text, duplicates=True)
         where = at(offsets[e.key]) if e.key in offsets else None
-        raise _not_json(file, where, f"the key {shown(e.key)} appears twice (JSON readers "
+        raise _not_json(file, where, f"the key {_shown(e.key)} appears twice (JSON readers "
                         "keep one of them silently)") from None
     except (ValueError, RecursionError) as e:  # a 5,000-digit number, nesting past the stack
         raise _not_json(file, None, f"not valid JSON: {type(e).__name__}: {e}") from None
@@ -313,17 +319,17 @@ def _rope_theta(cfg: Config) -> float:
         kind = rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) \
             else None
         if kind != "default" or not set(rope) <= {"rope_type", "type", "rope_theta"}:
-            raise cfg.refuse(key, f"'{key}' is {shown(rope)}: lazyspec implements plain rotary "
+            raise cfg.refuse(key, f"'{key}' is {_shown(rope)}: lazyspec implements plain rotary "
                              "embeddings only (rope_type 'default'), not scaled ones",
                              "a spec without the scaling would be a different model")
         if "rope_theta" in rope:
             if "rope_theta" in cfg.values and rope["rope_theta"] != theta:
-                raise cfg.refuse(key, f"'{key}' gives rope_theta {shown(rope['rope_theta'])} "
-                                 f"but the config's rope_theta is {shown(theta)}")
+                raise cfg.refuse(key, f"'{key}' gives rope_theta {_shown(rope['rope_theta'])} "
+                                 f"but the config's rope_theta is {_shown(theta)}")
             value = rope["rope_theta"]
             if not _is_number(value) or not 0 < value < math.inf:
                 raise cfg.refuse(key, f"'{key}': rope_theta must be a positive number, got "
-                                 f"{shown(value)}")
+                                 f"{_shown(value)}")
             theta = float(value)
     return theta
 
@@ -344,7 +350,7 @@ def _windows(cfg: Config, n_layers: int) -> tuple[int | None, int]:
     kinds = ("full_attention", "sliding_attention")
     if not (isinstance(types, list) and len(types) == n_layers and all(t in kinds for t in types)):
         raise cfg.refuse("layer_types", f"'layer_types' must list {n_layers} of "
-                         f"{', '.join(kinds)}, got {shown(types)}")
+                         f"{', '.join(kinds)}, got {_shown(types)}")
     full = types.index("sliding_attention") if "sliding_attention" in types else n_layers
     if any(t != "sliding_attention" for t in types[full:]):
         raise cfg.refuse("layer_types", "'layer_types' mixes full and sliding layers in an "
@@ -355,13 +361,16 @@ def _windows(cfg: Config, n_layers: int) -> tuple[int | None, int]:
 def _llama(cfg: Config) -> Filled:
     """LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM."""
     kind = cfg.model_type
-    defaults = {"llama": (32000, 4096, 11008, 32), "mistral": (32000, 4096, 14336, 8),
+    # vocab_size, hidden_size, intermediate_size, num_key_value_heads (None: one per head)
+    defaults = {"llama": (32000, 4096, 11008, None), "mistral": (32000, 4096, 14336, 8),
                 "qwen2": (151936, 4096, 22016, 32)}[kind]
     d = cfg.size("hidden_size", defaults[1])
     heads = cfg.size("num_attention_heads", 32)
     kv = cfg.optional_size("num_key_value_heads", defaults[3]) or heads
     if heads % kv:
-        raise cfg.refuse("num_key_value_heads", f"'num_attention_heads' ({heads}) is not a "
+        where = "num_key_value_heads" if "num_key_value_heads" in cfg.values \
+            else "num_attention_heads"
+        raise cfg.refuse(where, f"'num_attention_heads' ({heads}) is not a "
                          f"multiple of 'num_key_value_heads' ({kv})")
     head_dim = cfg.optional_size("head_dim", None)
     head_note = "head_dim"
@@ -451,16 +460,16 @@ def _t5_feed_forward(cfg: Config) -> tuple[bool, str]:
     parts = proj.split("-") if isinstance(proj, str) else []
     if not 1 <= len(parts) <= 2 or (len(parts) == 2 and parts[0] != "gated"):
         raise cfg.refuse("feed_forward_proj", f"'feed_forward_proj' must be ACT or gated-ACT, "
-                         f"got {shown(proj)}")
+                         f"got {_shown(proj)}")
     gated, act = len(parts) == 2, "gelu_new" if proj == "gated-gelu" else parts[-1]
     if act not in ACTIVATIONS:
-        raise cfg.refuse("feed_forward_proj", f"'feed_forward_proj' is {shown(proj)}: "
-                         f"activation {shown(act)} is not implemented",
+        raise cfg.refuse("feed_forward_proj", f"'feed_forward_proj' is {_shown(proj)}: "
+                         f"activation {_shown(act)} is not implemented",
                          "lazyspec implements " + ", ".join(ACTIVATIONS))
     for key, derived in (("is_gated_act", gated), ("dense_act_fn", act)):  # transformers 5
         if cfg.value(key, derived) != derived:
-            raise cfg.refuse(key, f"'{key}' is {shown(cfg.values[key])} but feed_forward_proj "
-                             f"{shown(proj)} means {shown(derived)}")
+            raise cfg.refuse(key, f"'{key}' is {_shown(cfg.values[key])} but feed_forward_proj "
+                             f"{_shown(proj)} means {_shown(derived)}")
     return gated, act
 
 
@@ -503,7 +512,7 @@ def _t5(cfg: Config) -> Filled:
 def _dropout(cfg: Config, key: str, default: float) -> float:
     value = cfg.value(key, default)
     if not _is_number(value) or not 0 <= value <= 1:
-        raise cfg.refuse(key, f"'{key}' must be a probability from 0 to 1, got {shown(value)}")
+        raise cfg.refuse(key, f"'{key}' must be a probability from 0 to 1, got {_shown(value)}")
     return float(value)
 
 
@@ -511,7 +520,7 @@ def _num_labels(cfg: Config) -> tuple[int, str]:
     """num_labels as PretrainedConfig has it: the field, else len(id2label), else 2."""
     labels = cfg.value("id2label", None)
     if labels is not None and not isinstance(labels, dict):
-        raise cfg.refuse("id2label", f"'id2label' must be an object, got {shown(labels)}")
+        raise cfg.refuse("id2label", f"'id2label' must be an object, got {_shown(labels)}")
     if cfg.value("num_labels", None) is not None:
         n = cfg.size("num_labels", None, minimum=0)
         if labels is not None and len(labels) != n:
@@ -616,7 +625,7 @@ def family_of(cfg: Config) -> Family:
         raise cfg.refuse("model_type", "the config has no model_type",
                          "lazyspec imports the model_types " + ", ".join(FAMILIES))
     if not isinstance(model_type, str) or model_type not in FAMILIES:
-        raise cfg.refuse("model_type", f"model_type {shown(model_type)} is not one lazyspec "
+        raise cfg.refuse("model_type", f"model_type {_shown(model_type)} is not one lazyspec "
                          "imports", "lazyspec imports the model_types " + ", ".join(FAMILIES))
     return FAMILIES[model_type]
 
@@ -636,7 +645,7 @@ def unsupported(cfg: Config, family: Family) -> list[Diagnostic]:
             why = f"lazyspec does not know this field for model_type '{family.model_type}'"
         meaning = f" ({MEANING[key]})" if key in MEANING else ""
         out.append(Diagnostic(
-            "LS310", f"'{key}' is {shown(value)}{meaning}: {why}", cfg.where(key),
+            "LS310", f"'{key}' is {_shown(value)}{meaning}: {why}", cfg.where(key),
             hint="a spec that left it out would be a different model; lazyspec imports a "
             "config only when it implements every field that changes the architecture"))
     return out
