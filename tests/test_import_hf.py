@@ -9,7 +9,9 @@ the tests: no network).
 - the fields of a config: implemented, inert, supported at their default only;
 - the command line, and the worked example: config -> spec -> lock -> check -> weights;
 - `CausalMask(window=)`, Mistral's sliding window, and its export;
-- the templates ship in the wheel.
+- the templates ship in the wheel;
+- where transformers is installed (it is not a test dependency), the same keys, shapes and outputs
+  as its classes.
 """
 
 from __future__ import annotations
@@ -478,3 +480,79 @@ def test_the_templates_ship_in_the_wheel(tmp_path: Path) -> None:
                  for f in hf.FAMILIES.values()}
     assert templates <= names and "lazyspec/importers/hf.py" in names
 
+
+
+# --- against transformers itself, where it is installed (not a test dependency) -------------------
+
+# Small configs that exercise each family's options; model_type -> the class to build.
+AGAINST: dict[str, tuple[dict[str, Any], str]] = {
+    "llama": ({"model_type": "llama", "vocab_size": 100, "hidden_size": 64,
+               "intermediate_size": 40, "num_hidden_layers": 2, "num_attention_heads": 4,
+               "num_key_value_heads": 2, "rope_theta": 500.0, "attention_bias": True,
+               "mlp_bias": True, "hidden_act": "gelu"}, "LlamaForCausalLM"),
+    "mistral": ({"model_type": "mistral", "vocab_size": 100, "hidden_size": 64,
+                 "intermediate_size": 40, "num_hidden_layers": 2, "num_attention_heads": 4,
+                 "num_key_value_heads": 2, "sliding_window": 3}, "MistralForCausalLM"),
+    "qwen2": ({"model_type": "qwen2", "vocab_size": 100, "hidden_size": 64,
+               "intermediate_size": 40, "num_hidden_layers": 3, "num_attention_heads": 4,
+               "num_key_value_heads": 2, "use_sliding_window": True, "sliding_window": 3,
+               "max_window_layers": 1, "tie_word_embeddings": True}, "Qwen2ForCausalLM"),
+    "gpt2": ({"model_type": "gpt2", "vocab_size": 100, "n_positions": 32, "n_embd": 64,
+              "n_layer": 2, "n_head": 4, "n_inner": 24, "activation_function": "relu"},
+             "GPT2LMHeadModel"),
+    "bert": ({"model_type": "bert", "vocab_size": 100, "hidden_size": 64,
+              "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 40,
+              "max_position_embeddings": 32, "type_vocab_size": 3}, "BertModel"),
+    "t5": ({"model_type": "t5", "vocab_size": 100, "d_model": 32, "d_kv": 8, "d_ff": 40,
+            "num_layers": 2, "num_decoder_layers": 3, "num_heads": 4,
+            "relative_attention_num_buckets": 8, "relative_attention_max_distance": 16},
+           "T5ForConditionalGeneration"),
+    "vit": ({"model_type": "vit", "hidden_size": 32, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "intermediate_size": 40, "image_size": 32,
+             "patch_size": 8, "num_labels": 7}, "ViTForImageClassification"),
+}
+# transformers 5 names ViT's modules its own way and renames the checkpoints' keys on loading.
+VIT_V5 = [(r"vit\.layers\.", "vit.encoder.layer."),
+          (r"attention\.q_proj", "attention.attention.query"),
+          (r"attention\.k_proj", "attention.attention.key"),
+          (r"attention\.v_proj", "attention.attention.value"),
+          (r"attention\.o_proj", "attention.output.dense"), (r"mlp\.fc1", "intermediate.dense"),
+          (r"mlp\.fc2", "output.dense")]
+CONV1D = ("c_attn.weight", "c_proj.weight", "c_fc.weight")  # GPT-2 stores them [in, out]
+
+
+def checkpoint_keys(model_type: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A transformers state dict as the spec names and lays it out."""
+    import re
+
+    out = {}
+    for key, value in state.items():
+        for pattern, name in VIT_V5 if model_type == "vit" else []:
+            key = re.sub(pattern, name, key)
+        out[key] = value.t() if model_type == "gpt2" and key.endswith(CONV1D) else value
+    return out
+
+
+@pytest.mark.parametrize("model_type", list(AGAINST))
+def test_against_transformers(model_type: str, tmp_path: Path) -> None:
+    """Same keys and shapes, same outputs after load_state_dict, as the transformers class."""
+    transformers = pytest.importorskip("transformers")
+    config, cls = AGAINST[model_type]
+    hf_config = transformers.AutoConfig.for_model(**config)
+    hf_config._attn_implementation = "eager"
+    reference = randomised(getattr(transformers, cls)(hf_config))
+    inputs = {"input_ids": torch.randint(0, 100, (2, 9))}
+    if model_type == "bert":
+        inputs["token_type_ids"] = torch.randint(0, 3, (2, 9))
+    elif model_type == "t5":
+        inputs["decoder_input_ids"] = torch.randint(0, 100, (2, 5))
+    elif model_type == "vit":
+        inputs = {"pixel_values": torch.randn(2, 3, 32, 32)}
+    model = spec_model(tmp_path, config, *inputs.values())
+    state = checkpoint_keys(model_type, reference.state_dict())
+    assert shapes(model.state_dict()) == shapes(state)
+    model.load_state_dict(state)
+    with torch.no_grad():
+        got, out = model(*inputs.values()), reference(**inputs)
+    want = (out.last_hidden_state, out.pooler_output) if model_type == "bert" else out.logits
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
