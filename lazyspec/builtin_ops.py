@@ -653,17 +653,28 @@ class T5RelativeAttentionBias(nn.Module):
                 f"max_distance={self.max_distance}, bidirectional={self.bidirectional}")
 
 
-def causal_mask(x: torch.Tensor) -> torch.Tensor:
-    """The additive causal mask [T, T] of x [B, T, ...] in x's dtype: 0 on and below the
-    diagonal, the dtype's lowest value above it."""
+def causal_mask(x: torch.Tensor, window: int | None = None) -> torch.Tensor:
+    """The additive causal mask [T, T] of x [B, T, ...] in x's dtype: 0 where query i may attend
+    to key j (j <= i, and with a window also i - j < window, Mistral's sliding window as Hugging
+    Face masks it), the dtype's lowest value elsewhere."""
     t = x.shape[1]
-    mask = torch.full((t, t), torch.finfo(x.dtype).min, dtype=x.dtype, device=x.device)
-    return torch.triu(mask, diagonal=1)
+    lowest = torch.full((t, t), torch.finfo(x.dtype).min, dtype=x.dtype, device=x.device)
+    mask = torch.triu(lowest, diagonal=1)
+    if window is not None:  # keys `window` or more places back; disjoint from the part above
+        mask = mask + torch.tril(lowest, diagonal=-window)
+    return mask
 
 
 class CausalMask(nn.Module):
     """x [B, T, ...] -> an additive causal mask [T, T] in x's dtype (for a bias that SDPA's
-    is_causal cannot be combined with, as in T5's decoder)."""
+    is_causal cannot be combined with, as in T5's decoder); with `window`, each position sees
+    only itself and the window - 1 before it (Mistral's sliding-window attention)."""
+
+    def __init__(self, window: int | None = None):
+        super().__init__()
+        if window is not None:
+            _positive("CausalMask", window=window)
+        self.window = window
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not x.dtype.is_floating_point:
@@ -673,7 +684,10 @@ class CausalMask(nn.Module):
                                "the token ids", what="dtype mismatch")
         if x.dim() < 2:
             raise OpInputError(f"CausalMask expects an input [B, T, ...], got {list(x.shape)}")
-        return causal_mask(x)
+        return causal_mask(x, self.window)
+
+    def extra_repr(self) -> str:
+        return "" if self.window is None else f"window={self.window}"
 
 
 BUILTIN_OPS: dict[str, type[nn.Module]] = {

@@ -745,6 +745,40 @@ def _shown_source(target: str, args: str | None) -> str:
     return f"{target} --args '{compact[:120]}{'...' if len(compact) > 120 else ''}'"
 
 
+@import_app.command("hf")
+def import_hf(
+    config: Annotated[Path, typer.Argument(
+        help="A Hugging Face config.json, or the folder of a downloaded model that holds one.")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Where to write the spec (stdout if left out).")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="The spec's name (default: the class and the config's folder).")] = None,
+) -> None:
+    """A spec with Hugging Face's parameter names and the config's sizes (model_type llama,
+    mistral, qwen2, gpt2, bert, t5, vit), checked by a dry run before it is written. A config
+    lazyspec cannot write faithfully (an unknown model_type, MoE, scaled rotary embeddings) is
+    exit 2, naming the field."""
+    from lazyspec.importers import hf
+
+    imported = hf.import_config(config, name)
+    outcome = hf.check(imported, output or Path(f"{imported.family.model_type}.yaml"))
+    _show_diagnostics(outcome.diagnostics, outcome.ran, outcome.sources)
+    if outcome.exit_code or outcome.result is None:
+        raise usage_error(f"the spec written from {imported.config} does not pass lazyspec's own "
+                          "check (above); nothing was written",
+                          "this is a bug in lazyspec's template for model_type "
+                          f"'{imported.family.model_type}' or a config whose sizes do not fit "
+                          "together", code="LS310")
+    if output is None:
+        write(sys.stdout, imported.text)
+    else:
+        from lazyspec.fileio import atomic_write
+
+        atomic_write(output, imported.text, "spec")
+        write(sys.stderr, f"lazyspec: wrote {output}: {imported.family.cls}, "
+              f"{outcome.result.totals.params:,} parameters\n")
+
+
 # --- running --------------------------------------------------------------------------------
 
 

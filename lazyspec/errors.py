@@ -96,7 +96,7 @@ CODES: dict[str, Code] = {
         Code("LS307", "the model cannot be exported in that form", 2),
         Code("LS308", "checkpoint cannot be read", 2),
         Code("LS309", "checkpoint refused: loading it would run code", 2),
-        Code("LS310", "the module cannot be loaded (`lazyspec import module`)", 2),
+        Code("LS310", "the model cannot be imported (`lazyspec import`)", 2),
     ]
 }
 

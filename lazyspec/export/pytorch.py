@@ -59,7 +59,8 @@ def _inline_ops() -> dict[str, Callable[[list[str], dict[str, Any]], str]]:
         "PatchMerge": lambda xs, a: f"patch_merge({xs[0]})",
         "Rotary": lambda xs, a: (f"rotary_embedding({xs[0]}, {a['head_dim']!r}, "
                                  f"{py_literal(a['base'])})"),
-        "CausalMask": lambda xs, a: f"causal_mask({xs[0]})",
+        "CausalMask": lambda xs, a: (f"causal_mask({xs[0]})" if a["window"] is None
+                                     else f"causal_mask({xs[0]}, {a['window']!r})"),
     }
 
 

@@ -3,7 +3,8 @@
 Each importer writes spec *text* (YAML) and checks it through the engine
 (`engine.run(Request(path, text=...))`) before anything is saved, so what it writes is a spec
 lazyspec itself reads back. One module per source: `module.py` (a Python module's nn.Module,
-`lazyspec import module`). Torch-free on import: `lazyspec import --help` stays fast.
+`lazyspec import module`), `hf.py` (a Hugging Face config.json, `lazyspec import hf`, with its
+family templates in `templates/`). Torch-free on import: `lazyspec import --help` stays fast.
 """
 
 from __future__ import annotations
