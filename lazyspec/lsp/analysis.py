@@ -178,7 +178,8 @@ def signatures(spec: Spec, allow: tuple[str, ...]) -> dict[str, str]:
         except OpLookupError:
             continue
         doc = (op.cls.__doc__ or "").strip().splitlines()
-        out[name] = f"{op.name}{op.signature}" + (f"  ({op.source}: {doc[0].strip()})"
+        signature = str(op.signature).removesuffix(" -> None")
+        out[name] = f"{op.name}{signature}" + (f"  ({op.source}: {doc[0].strip()})"
                                                    if doc else f"  ({op.source})")
     return out
 

@@ -211,10 +211,10 @@ def hover(found: Analysis | None, spec: Spec | None, lines: Lines,
     text = None
     if word is not None and spec is not None:
         text = _param_hover(word[0], spec, lines, pos, found)
-    if text is None and word is not None and found is not None and word[0] in found.signatures:
-        text = f"```\n{found.signatures[word[0]]}\n```"
     if text is None and found is not None:
         text = _node_hover(found, lines, pos.line)
+    if text is None and word is not None and found is not None and word[0] in found.signatures:
+        text = f"```\n{found.signatures[word[0]]}\n```"
     if text is None:
         return None
     return types.Hover(types.MarkupContent(types.MarkupKind.Markdown, text))

@@ -82,6 +82,7 @@ class Runner:
         self.restart_cost = RESTART_FLOOR_S  # seconds a fresh worker takes to be ready
         self.started_workers = 0
         self.cut_runs = 0  # runs stopped by killing the worker for a newer edit
+        self.in_flight: tuple[str, int] | None = None  # (uri, version) of the running job
         self._thread = threading.Thread(target=self._loop, name="lazyspec-analysis",
                                         daemon=True)
         self._thread.start()
@@ -118,7 +119,9 @@ class Runner:
                 job = self._next()
                 if job is None:
                     return
+                self.in_flight = (job.uri, job.version)
                 found = self._run(job)
+                self.in_flight = None
                 if found is not None:
                     self._deliver(found)
         finally:
