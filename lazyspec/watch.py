@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from watchfiles import Change
 
-SETTLE_MS = 20  # a burst of writes (write, rename, chmod) has ended after this long without one
+SETTLE_MS = 10  # a burst of writes (write, rename, chmod) has ended after this long without one
+# (the watcher looks twice, so a change waits about 2 x SETTLE_MS before the run starts)
 MAX_BURST_MS = 500  # ... and is cut here, so that a file written continuously still shows
 REAPPEAR_S = 0.25  # a spec deleted by a save is given this long to come back before the run
 MAX_FOLDERS = 2_000  # folders watched under the named folders of `check --watch` (limit)

@@ -125,8 +125,9 @@ class Session:
     def worker_pids(self) -> list[int]:
         process = self.client._server
         assert process is not None
-        children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
-        return [int(p) for p in children.read_text().split()] if children.exists() else []
+        # the worker is started by the server's runner thread: a child of that thread's task
+        return [int(p) for task in Path(f"/proc/{process.pid}/task").iterdir()
+                for p in (task / "children").read_text().split()]
 
     async def stop(self) -> int | None:
         process = self.client._server
@@ -193,6 +194,7 @@ def test_lsp_over_stdio_diagnostics_and_inlay_hints_follow_edits(tmp_path: Path)
     assert "0.weight `[64, 20]`" in seen["hover"].contents.value
     assert seen["exit"] == 0
     assert "Traceback" not in seen["stderr"], seen["stderr"]
+    assert seen["workers"]  # the analysis process (and multiprocessing's resource tracker)
     with hang_guard("the worker process ends with the server", 60):
         while any(Path(f"/proc/{pid}").exists() and _alive(pid) for pid in seen["workers"]):
             time.sleep(0.05)
@@ -369,6 +371,10 @@ def test_no_input_shapes_is_a_note_and_an_include_only_file_is_not_an_error(
         ("info", "no shape for input 'input'")]
     library = analyze(Job("u", 1, str(tmp_path / "lib.yaml"), "params: {d: 4}\n"))
     assert library.diagnostics == []
+    workflow = "name: CI\non: [push]\njobs: {}\n"  # any YAML the editor opens: not a spec
+    assert analyze(Job("u", 1, str(tmp_path / "ci.yml"), workflow)).diagnostics == []
+    typo = analyze(Job("u", 1, str(tmp_path / "lib.yaml"), "lazyspec: 1\nparamz: {d: 4}\n"))
+    assert [d.code for d in typo.diagnostics] == ["LS110"]  # a lazyspec file: its typo shows
 
 
 def test_a_block_line_shows_each_calls_shape(tmp_path: Path) -> None:

@@ -25,7 +25,9 @@ TORCH_FREE = ["lazyspec", "lazyspec.budgets", "lazyspec.cli", "lazyspec.config",
               "lazyspec.report.jsonout", "lazyspec.report.markdown", "lazyspec.report.text",
               "lazyspec.report.graph_text", "lazyspec.export", "lazyspec.export.init_schemes",
               "lazyspec.spec", "lazyspec.spec.expr", "lazyspec.spec.model",
-              "lazyspec.spec.parse", "lazyspec.spec.schema", "lazyspec.spec.yamlload"]
+              "lazyspec.spec.parse", "lazyspec.spec.schema", "lazyspec.spec.yamlload",
+              "lazyspec.watch", "lazyspec.parallel", "lazyspec.lsp", "lazyspec.lsp.analysis",
+              "lazyspec.lsp.runner", "lazyspec.lsp.features", "lazyspec.lsp.server"]
 
 
 def module_name(path: Path) -> str:

@@ -75,6 +75,8 @@ def _analyze(job: Job, found: Analysis) -> None:
     if not has_layers(job.text):  # an include-only file (params, blocks): parse it alone
         outcome = engine.run(replace(request, stage="parse"))
         problems = outcome.parsed.problems if outcome.parsed else []
+        if any(d.code == "LS110" for d in problems) and not _declared(job.text):
+            return  # not a spec at all (a CI workflow, a config): an editor sends every YAML
         found.diagnostics += [d for d in problems if d.code != "LS112"]
         found.sources = _absolute(outcome.sources)
         return
@@ -157,6 +159,11 @@ def _compile_only(request: Request) -> Outcome:
 def has_layers(text: str) -> bool:
     """Whether the text is a model (a top-level `layers:`), not an include-only library."""
     return any(line.startswith("layers:") for line in text.splitlines())
+
+
+def _declared(text: str) -> bool:
+    """Whether the file says it is a lazyspec file (a top-level `lazyspec:` version)."""
+    return any(line.startswith("lazyspec:") for line in text.splitlines())
 
 
 def _absolute(sources: dict[str, str]) -> list[str]:
