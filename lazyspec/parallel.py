@@ -84,8 +84,8 @@ class Pool:
     def __enter__(self) -> Pool:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        self.close(kill=kind is not None)  # leaving on Ctrl-C or an error: do not wait
 
     def map(self, fn: Callable[..., T], calls: Sequence[tuple[Any, ...]],
             costs: Sequence[float] | None = None) -> list[T]:

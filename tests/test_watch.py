@@ -83,7 +83,8 @@ def test_screen_clears_a_terminal_and_separates_runs_elsewhere() -> None:
 class Loop:
     """`watch.run` in a thread with a stand-in command; each run puts what it read on a queue."""
 
-    def __init__(self, once: Callable[[], list[Path]], base: list[Path]):
+    def __init__(self, once: Callable[[], list[Path]], base: list[Path],
+                 on_status: Callable[[int], object] | None = None):
         self.runs: queue.Queue[object] = queue.Queue()
         self.stop = threading.Event()
         self.errors: list[Exception] = []
@@ -97,7 +98,15 @@ class Loop:
             self.runs.put(files)
             return watch.Watched.of(files)
 
-        screen = watch.Screen(io.StringIO(), io.StringIO(), lambda s, t: s.write(t), tty=False)
+        statuses = [0]
+
+        def write(stream: io.StringIO, text: str) -> None:
+            stream.write(text)
+            if on_status is not None and text.startswith("lazyspec: watching"):
+                statuses[0] += 1
+                on_status(statuses[0])  # right after the run, before any watcher is back
+
+        screen = watch.Screen(io.StringIO(), io.StringIO(), write, tty=False)
         self.thread = threading.Thread(target=watch.run, args=(
             run_once, watch.Watched.of(base), screen, self.errors.append),
             kwargs={"stop": self.stop}, daemon=True)
@@ -115,8 +124,9 @@ class Loop:
 def loop() -> Iterator[Callable[..., Loop]]:
     started: list[Loop] = []
 
-    def start(once: Callable[[], list[Path]], base: list[Path]) -> Loop:
-        running = Loop(once, base)
+    def start(once: Callable[[], list[Path]], base: list[Path],
+              on_status: Callable[[int], object] | None = None) -> Loop:
+        running = Loop(once, base, on_status)
         running.thread.start()
         started.append(running)
         return running
@@ -218,6 +228,26 @@ def test_a_change_made_while_no_watcher_was_open_is_not_lost(
     running = loop(once, [spec])
     running.next_run("first run")
     running.next_run("the run the change during the first one causes")
+
+
+def test_a_save_right_after_a_run_is_seen_whether_or_not_a_watcher_is_open(
+        tmp_path: Path, loop: Callable[..., Loop]) -> None:
+    """Saves made the moment a run has printed (before the watcher is back): after the first
+    run, to an include that run found (no watcher had ever seen it), then after the second and
+    the third, to the spec. Each must cause the next run."""
+    spec, inc = tmp_path / "m.yaml", tmp_path / "sub" / "inc.yaml"
+    spec.write_text("0")
+    inc.parent.mkdir()
+    inc.write_text("0")
+
+    def save(status: int) -> None:
+        if status <= 3:
+            target = inc if status == 1 else spec
+            target.write_text(f"save {status} " * status)  # another size: seen at any mtime
+
+    running = loop(lambda: [spec, inc], [spec], save)
+    for i in range(4):
+        assert running.next_run(f"run {i + 1}") == [spec, inc]
 
 
 # --- end to end: the command ----------------------------------------------------------------
