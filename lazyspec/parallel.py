@@ -12,9 +12,10 @@ Torch-free on import: the parent process never needs torch when the workers do t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
@@ -67,10 +68,24 @@ def warm_up() -> None:
                               inputs=(parse_input("1,2"),)))
 
 
+@contextlib.contextmanager
+def sigint_blocked() -> Iterator[None]:
+    """Start worker processes inside this: Ctrl-C goes to the whole process group, and a worker
+    must never take it (a KeyboardInterrupt traceback of its own, in the middle of importing
+    torch); its parent stops it. A child inherits its starting thread's blocked signals, so it
+    is born with SIGINT blocked; here, a Ctrl-C that came meanwhile arrives when this ends."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _init_worker() -> None:
-    # Ctrl-C goes to the whole process group: the parent stops the workers itself, so that a
-    # worker never prints a KeyboardInterrupt traceback of its own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # also where blocking is not available
     warm_up()
 
 
@@ -99,8 +114,9 @@ class Pool:
         order = sorted(range(len(calls)), key=lambda i: -(costs[i] if costs else 0))
         futures: dict[int, Future[T]] = {}
         try:
-            for i in order:
-                futures[i] = executor.submit(fn, *calls[i])
+            with sigint_blocked():  # the executor starts its workers as calls are submitted
+                for i in order:
+                    futures[i] = executor.submit(fn, *calls[i])
             return [futures[i].result() for i in range(len(calls))]
         except BrokenProcessPool:
             self.close(kill=True)
@@ -147,4 +163,4 @@ def _worker_died(calls: Sequence[tuple[Any, ...]], futures: dict[int, Future[Any
         "the system")])
 
 
-__all__ = ["MAX_JOBS", "Pool", "cores", "jobs_from", "warm_up"]
+__all__ = ["MAX_JOBS", "Pool", "cores", "jobs_from", "sigint_blocked", "warm_up"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -270,6 +271,9 @@ def test_a_newer_edit_cuts_a_slow_run_and_a_dead_worker_is_replaced(
         _wait(got, "the newer version's result")
         assert [(a.version, a.diagnostics) for a in delivered] == [(2, [])]
         assert runner.cut_runs == 1 and runner.started_workers == 2
+        status = Path(f"/proc/{runner.worker_pid}/status").read_text()
+        blocked = int(status.split("SigBlk:")[1].split()[0], 16)
+        assert blocked & (1 << (signal.SIGINT - 1))  # Ctrl-C in a terminal is the server's
         got.clear()
         runner.submit(Job("u", 3, path, "inputs: {x: [2, 8]}\nlayers:\n  - killer.Boom\n"))
         _wait(got, "the crashed run's diagnostic")

@@ -100,9 +100,9 @@ def test_ctrl_c_stops_the_workers_without_a_traceback(gated: Path) -> None:
         stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         with hang_guard("the workers start", 240):
-            while len(_children(process.pid)) < 2:
-                time.sleep(0.05)
-        workers = _children(process.pid)
+            while len(_children(process.pid)) < 2:  # a worker (and the resource tracker)
+                time.sleep(0.01)
+        workers = _children(process.pid)  # still importing torch: Ctrl-C must not reach them
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
         _out, err = process.communicate(timeout=120)
     finally:
@@ -114,6 +114,18 @@ def test_ctrl_c_stops_the_workers_without_a_traceback(gated: Path) -> None:
     with hang_guard("the workers end", 60):
         while any(_alive(pid) for pid in workers):
             time.sleep(0.05)
+
+
+def test_a_worker_is_born_deaf_to_ctrl_c() -> None:
+    """A worker never takes Ctrl-C (SIGINT goes to the whole process group): blocked from its
+    start, so not even torch's import can be interrupted, and the parent decides."""
+    with hang_guard("a pool of one worker", 240), parallel.Pool(1) as pool:
+        [worker] = pool.map(os.getpid, [()])
+        status = Path(f"/proc/{worker}/status").read_text()
+        blocked = int(status.split("SigBlk:")[1].split()[0], 16)
+        assert blocked & (1 << (signal.SIGINT - 1)), status
+        os.kill(worker, signal.SIGINT)
+        assert pool.map(os.getpid, [()]) == [worker]  # still there, still working
 
 
 def _children(pid: int) -> list[int]:

@@ -34,6 +34,7 @@ from typing import Any
 
 from lazyspec.errors import Diagnostic, Location
 from lazyspec.lsp.analysis import Analysis, Job
+from lazyspec.parallel import sigint_blocked
 
 RESTART_FLOOR_S = 0.5  # never kill a run younger than this, however fast a worker starts
 POLL_S = 0.02  # how often the thread looks for a result, a newer edit or a dead worker
@@ -183,7 +184,8 @@ class Runner:
         process = context.Process(target=worker_main, args=(theirs,), daemon=True,
                                   name="lazyspec-lsp-worker")
         started = time.monotonic()
-        process.start()
+        with sigint_blocked():  # Ctrl-C in a terminal is the server's to handle, not the worker's
+            process.start()
         theirs.close()
         self._process, self._conn = process, mine
         self.started_workers += 1
