@@ -84,8 +84,12 @@ def sigint_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _init_worker() -> None:
+def _init_worker(jobs: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # also where blocking is not available
+    import torch
+
+    # torch's own threads (a --device cpu run) share the cores with the other workers
+    torch.set_num_threads(max(1, cores() // jobs))
     warm_up()
 
 
@@ -135,7 +139,7 @@ class Pool:
 
             self._executor = ProcessPoolExecutor(
                 self.jobs, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker)
+                initializer=_init_worker, initargs=(self.jobs,))
         return self._executor
 
     def close(self, kill: bool = False) -> None:
