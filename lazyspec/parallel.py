@@ -1,11 +1,16 @@
 """Warm worker processes: run many engine calls in parallel, results in the order asked.
 
 `check -j N` and `lock -j N` hand their planned runs to a `Pool`; `check --watch` keeps one
-`Pool` across its re-runs. Each worker is started with the `spawn` method (torch and `fork` do
-not mix: a forked child inherits torch's thread pools and locks in whatever state they were),
-imports torch once and runs a tiny spec through the engine to pay the first meta operation's
-imports (`torch._dynamo`, SymPy), then runs many calls. The engine keeps no state between runs,
-so a worker's second call sees exactly what a fresh process would.
+`Pool` across its re-runs; the language server's analysis worker starts the same way. Workers
+are never forked from the process that asked for them (torch and `fork` do not mix: a child
+forked from a process that ran torch inherits its thread pools and locks in whatever state they
+were, and CUDA cannot be used in it). Where the platform has it, they come from multiprocessing's
+fork server: a process started afresh (as `spawn` would), which imports torch and runs a tiny
+spec through the engine once (`lazyspec.warm`: the first meta operation imports `torch._dynamo`
+and SymPy), with one thread and nothing else run, and forks each worker from that state, so a
+worker starts warm in milliseconds instead of paying the imports again. Elsewhere each worker is
+spawned and warms up itself. The engine keeps no state between runs, so a worker's second call
+sees exactly what a fresh process would.
 
 Torch-free on import: the parent process never needs torch when the workers do the runs.
 """
@@ -18,6 +23,7 @@ import signal
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.context import ForkServerContext, SpawnContext
 from typing import Any, TypeVar
 
 from lazyspec.errors import Diagnostic, UsageError
@@ -73,7 +79,8 @@ def sigint_blocked() -> Iterator[None]:
     """Start worker processes inside this: Ctrl-C goes to the whole process group, and a worker
     must never take it (a KeyboardInterrupt traceback of its own, in the middle of importing
     torch); its parent stops it. A child inherits its starting thread's blocked signals, so it
-    is born with SIGINT blocked; here, a Ctrl-C that came meanwhile arrives when this ends."""
+    (and the fork server, and so each worker forked from it) is born with SIGINT blocked; here,
+    a Ctrl-C that came meanwhile arrives when this ends."""
     if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
         yield
         return
@@ -84,13 +91,25 @@ def sigint_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+def worker_context() -> ForkServerContext | SpawnContext:
+    """How workers start: forked from a warm fork server where the platform has one, else
+    spawned (see the module's docstring)."""
+    import multiprocessing
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["lazyspec.warm"])  # no effect once the server runs
+        return context
+    return multiprocessing.get_context("spawn")  # pragma: no cover - Windows
+
+
 def _init_worker(jobs: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # also where blocking is not available
     import torch
 
     # torch's own threads (a --device cpu run) share the cores with the other workers
     torch.set_num_threads(max(1, cores() // jobs))
-    warm_up()
+    warm_up()  # milliseconds in a worker forked warm; the imports in a spawned one
 
 
 class Pool:
@@ -135,11 +154,9 @@ class Pool:
 
     def _start(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            import multiprocessing
-
-            self._executor = ProcessPoolExecutor(
-                self.jobs, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker, initargs=(self.jobs,))
+            self._executor = ProcessPoolExecutor(self.jobs, mp_context=worker_context(),
+                                                 initializer=_init_worker,
+                                                 initargs=(self.jobs,))
         return self._executor
 
     def close(self, kill: bool = False) -> None:
@@ -167,4 +184,5 @@ def _worker_died(calls: Sequence[tuple[Any, ...]], futures: dict[int, Future[Any
         "the system")])
 
 
-__all__ = ["MAX_JOBS", "Pool", "cores", "jobs_from", "sigint_blocked", "warm_up"]
+__all__ = ["MAX_JOBS", "Pool", "cores", "jobs_from", "sigint_blocked", "warm_up",
+           "worker_context"]
