@@ -178,6 +178,16 @@ async def _edit_session(tmp_path: Path) -> dict[str, Any]:
         seen["new_hints"] = await session.hints(uri)
         seen["hover"] = await session.client.text_document_hover_async(types.HoverParams(
             types.TextDocumentIdentifier(uri), types.Position(8, 6)))
+        library = session.open(tmp_path / "lib.yaml")
+        seen["library"] = await session.diagnostics(library, 1)
+        (tmp_path / "lib.yaml").write_text("params: {width: 12}\n")  # saved in the editor
+        before = len(session.published)
+        session.client.text_document_did_save(types.DidSaveTextDocumentParams(
+            types.TextDocumentIdentifier(library)))
+        while not any(p.uri == uri for p in session.published[before:]):
+            session.arrived.clear()
+            await session.arrived.wait()
+        seen["after_save"] = await session.hints(uri)
     finally:
         seen["exit"] = await session.stop()
     seen["stderr"] = b"".join(session.stderr).decode(errors="replace")
@@ -199,6 +209,8 @@ def test_lsp_over_stdio_diagnostics_and_inlay_hints_follow_edits(tmp_path: Path)
     assert "did you mean 'ReLU'" in unknown.message
     assert seen["fixed"] == []
     assert (8, "-> [2, 64]") in seen["new_hints"]
+    assert seen["library"] == []  # an include-only file: no `layers:` is no error
+    assert (10, "-> [2, 12] · 780 params") in seen["after_save"]  # the include was read again
     assert "`LazyLinear`" in seen["hover"].contents.value
     assert "0.weight `[64, 20]`" in seen["hover"].contents.value
     assert seen["exit"] == 0
