@@ -114,6 +114,14 @@ MaxOpTensorsOpt = Annotated[int | None, typer.Option(
     "built (default 10,000; past it: LS126).")]
 
 
+WatchOpt = Annotated[bool, typer.Option(
+    "--watch", help="Keep running: run again whenever the spec or a file it includes changes "
+    "(Ctrl-C to stop).")]
+JobsOpt = Annotated[int | None, typer.Option(
+    "--jobs", "-j", min=1, help="Worker processes for the runs (default: $LAZYSPEC_JOBS, else "
+    "the number of cores); output and exit code are those of -j 1.")]
+
+
 def _limits(max_op_tensors: int | None) -> dict[str, Any]:
     """BuildOptions' limits that the flags set (the defaults live with the build, in torch)."""
     return {} if max_op_tensors is None else {"max_op_tensors": max_op_tensors}
@@ -318,6 +326,7 @@ def infer(
     max_bytes: MaxBytesOpt = None,
     config: ConfigOpt = None,
     max_op_tensors: MaxOpTensorsOpt = None,
+    watch: WatchOpt = False,
 ) -> None:
     """Compile SPEC, dry-run it with the input shape, and print the inferred shapes."""
     from lazyspec.inputs import param_dtype as checked_param_dtype
@@ -335,8 +344,16 @@ def infer(
     device = check_device(device)
     options = _build_options(settings, allow, device=device, dtype=param_dtype, sets=overrides,
                              scale=scale, max_op_tensors=max_op_tensors)
-    outcome = _run(_spec(spec), options, inputs, budgets)
-    out.report("infer", outcome.report())
+    spec = _spec(spec)
+
+    def once() -> Outcome:
+        outcome = _run(spec, options, inputs, budgets)
+        out.report("infer", outcome.report())
+        return outcome
+
+    if watch:
+        _watch(lambda: [*once().sources], [spec])
+    outcome = once()
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
 
@@ -563,13 +580,32 @@ def schema() -> None:
     write(sys.stdout, schema_json())
 
 
+@app.command()
+def lsp() -> None:
+    """Run the language server over stdin and stdout, for editors: diagnostics as you type,
+    output shapes as inlay hints, hover, go to definition, completion."""
+    try:
+        from lazyspec.lsp.server import serve
+    except ModuleNotFoundError as e:  # a dependency removed after installing lazyspec
+        raise usage_error(f"lazyspec lsp needs the package '{e.name}'",
+                          "pip install pygls") from None
+    raise typer.Exit(serve())
+
+
 def _gate(paths: list[Path] | None, update: bool, lock: Path | None, input: list[str] | None,
           device: str, dtype: str, set_: list[str] | None, scale: str | None,
           allow: list[str] | None, out: Output, budgets: Any, config: Path | None, *,
-          force: bool = False, max_op_tensors: int | None = None) -> None:
+          force: bool = False, max_op_tensors: int | None = None, jobs: int | None = None,
+          watch: bool = False) -> None:
     from lazyspec.inputs import param_dtype as checked_param_dtype
     from lazyspec.inputs import parse_input
     from lazyspec.options import check_device
+    from lazyspec.parallel import Pool, jobs_from
+
+    if watch and update:
+        raise usage_error("--watch cannot be combined with --update",
+                          "watch with `check --watch`; write the lock with `lazyspec lock`")
+    workers = jobs_from(jobs)
 
     out.reporter()
     for i in input or []:
@@ -585,13 +621,59 @@ def _gate(paths: list[Path] | None, update: bool, lock: Path | None, input: list
                                inputs=tuple(input or ()), scale=scale,
                                sets=tuple(sorted(sets.items())), budgets=budgets,
                                max_op_tensors=max_op_tensors)
-    result = gate.run_all(list(paths or []), settings, options, update=update,
-                          lock_path=lock or settings.lock, force=force)
-    for o in result.outcomes:
-        _show_diagnostics(o.diagnostics, o.ran, o.sources)
-    out.report("gate", result)
+
+    def once(settings: Any, pool: Pool | None = None) -> Any:
+        result = gate.run_all(list(paths or []), settings, options, update=update,
+                              lock_path=lock or settings.lock, force=force, jobs=workers,
+                              pool=pool)
+        for o in result.outcomes:
+            _show_diagnostics(o.diagnostics, o.ran, o.sources)
+        out.report("gate", result)
+        return result
+
+    if watch:  # the config is read again on each run; the workers stay warm across runs
+        with Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+            _watch_gate(lambda: once(_config(config), pool), paths, lock, config)
+    result = once(settings)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
+
+
+def _watch_gate(once: Any, paths: list[Path] | None, lock: Path | None,
+                config: Path | None) -> NoReturn:
+    """`check --watch`: the specs each run read, the lock, pyproject.toml and, for a folder
+    named (or `specs` under [tool.lazyspec]), any spec file added in it."""
+    from lazyspec.config import find_pyproject
+
+    settings = _config(config)
+    named = list(paths or []) or settings.specs
+    pyproject = config or find_pyproject(Path.cwd())
+    base = [p for p in [*named, lock or settings.lock, pyproject] if p is not None]
+
+    def read() -> list[Path | str]:
+        result = once()
+        return [*(f for o in result.outcomes for f in [o.spec, *o.sources])]
+
+    _watch(read, [p for p in base if not p.is_dir()], [p for p in named if p.is_dir()])
+
+
+def _watch(once: Any, files: list[Path], trees: list[Path] | None = None) -> NoReturn:
+    """Run `once` (which returns the files it read) now and after every change, until Ctrl-C:
+    its errors are shown and watching goes on."""
+    from lazyspec import watch
+
+    def on_error(e: Exception) -> None:
+        if isinstance(e, LazyspecError):
+            _report(e)
+        else:
+            if SESSION.traceback:
+                write(sys.stderr, traceback.format_exc())
+            _report_internal(e)
+
+    screen = watch.Screen(sys.stdout, sys.stderr, write)
+    watch.run(lambda: watch.Watched.of(once()), watch.Watched.of(files, trees or []), screen,
+              on_error)
+    raise AssertionError("watching ends only with Ctrl-C")  # pragma: no cover
 
 
 @app.command()
@@ -612,12 +694,16 @@ def check(
     max_bytes: MaxBytesOpt = None,
     config: ConfigOpt = None,
     max_op_tensors: MaxOpTensorsOpt = None,
+    jobs: JobsOpt = None,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="Keep running: check again whenever a spec, a file it includes, the "
+        "lock or pyproject.toml changes (Ctrl-C to stop).")] = False,
 ) -> None:
     """Check specs against the lock file and budgets (the CI gate). Writes nothing but with
     --update."""
     _gate(paths, update, lock, input, device, dtype, set_, scale, allow,
           Output(format, output_file), _budgets(expect_output, max_params, max_bytes), config,
-          max_op_tensors=max_op_tensors)
+          max_op_tensors=max_op_tensors, jobs=jobs, watch=watch)
 
 
 @app.command("lock")
@@ -637,13 +723,14 @@ def lock_(
         "--force", help="Replace the lock file even when it cannot be read (a damaged lock, a "
         "merge conflict, another file): entries of specs not in this run are dropped.")] = False,
     max_op_tensors: MaxOpTensorsOpt = None,
+    jobs: JobsOpt = None,
 ) -> None:
     """Write or refresh the lock file (atomically) from dry runs of the specs."""
     from lazyspec.config import Budgets
 
     _gate(paths, True, lock, input, device, dtype, set_, scale, allow,
           Output(format, output_file), Budgets(), config, force=force,
-          max_op_tensors=max_op_tensors)
+          max_op_tensors=max_op_tensors, jobs=jobs)
 
 
 @app.command()

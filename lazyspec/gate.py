@@ -22,6 +22,9 @@ from lazyspec.weights import WeightsReport
 if TYPE_CHECKING:
     from lazyspec import engine
 
+if TYPE_CHECKING:
+    from lazyspec.parallel import Pool
+
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 
@@ -204,9 +207,11 @@ def _check_checkpoint(outcome: RunOutcome, done: engine.Outcome, spec: Path) -> 
 
 
 def run_all(paths: Sequence[Path], config: Config, options: GateOptions, *, update: bool,
-            lock_path: Path, force: bool = False) -> GateReport:
+            lock_path: Path, force: bool = False, jobs: int = 1,
+            pool: Pool | None = None) -> GateReport:
     """Run every spec, compare with the lock; with `update`, merge this run's entries into the
-    lock file under an OS lock and rewrite it atomically."""
+    lock file under an OS lock and rewrite it atomically. With `jobs` > 1 (or a `pool` kept
+    by the caller) the runs go to warm worker processes; everything else stays here."""
     specs = discover(list(paths) or config.specs)
     if not specs:
         raise UsageError([Diagnostic("LS301", "no specs to check",
@@ -222,13 +227,36 @@ def run_all(paths: Sequence[Path], config: Config, options: GateOptions, *, upda
     else:
         locked = lockfile.read(lock_path)
     run_options = replace(options, checkpoints=False) if update else options
-    for spec, run in plan(specs, config, options, locked):
-        report.outcomes.append(run_one(spec, run, key_root, run_options, config))
+    report.outcomes = _run_planned(plan(specs, config, options, locked), key_root, run_options,
+                                   config, locked, jobs, pool)
     if update:
         _update_lock(lock_path, report, scope, key_root, force, state)
         return report
     report.unused = _compare(report, locked, scope, key_root)
     return report
+
+
+def _run_planned(planned: list[tuple[Path, RunConfig]], key_root: Path, options: GateOptions,
+                 config: Config, locked: list[lockfile.LockEntry], jobs: int,
+                 pool: Pool | None) -> list[RunOutcome]:
+    """Every planned run, in plan order: here, or in worker processes. Each run's outcome is
+    plain data, so the reports, the lock comparison and the lock write cannot tell the two
+    apart."""
+    calls = [(spec, run, key_root, options, config) for spec, run in planned]
+    if pool is None and (jobs <= 1 or len(calls) <= 1):
+        return [run_one(*call) for call in calls]
+    from lazyspec.parallel import Pool
+
+    # The lock's parameter rows per spec guess which runs are long (a large model has many),
+    # so that they start first.
+    rows: dict[str, int] = {}
+    for e in locked:
+        rows[e.spec] = rows.get(e.spec, 0) + len(e.params)
+    costs = [rows.get(spec_key(spec, key_root), 0) for spec, _ in planned]
+    if pool is not None:
+        return pool.map(run_one, calls, costs)
+    with Pool(min(jobs, len(calls))) as own:
+        return own.map(run_one, calls, costs)
 
 
 def _compare(report: GateReport, locked: list[lockfile.LockEntry], scope: list[str],

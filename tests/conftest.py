@@ -20,6 +20,11 @@ from lazyspec.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 
+# `check` and `lock` default to one worker process per core, each importing torch: seconds per
+# command that the suite's many small checks would pay for nothing. tests/test_parallel.py asks
+# for workers with -j.
+os.environ.setdefault("LAZYSPEC_JOBS", "1")
+
 
 @dataclass
 class CliResult:

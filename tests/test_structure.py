@@ -29,7 +29,9 @@ TORCH_FREE = ["lazyspec", "lazyspec.budgets", "lazyspec.cli", "lazyspec.config",
               "lazyspec.checkpoint", "lazyspec.weights", "lazyspec.report.view",
               "lazyspec.report.layout", "lazyspec.report.table", "lazyspec.progress",
               "lazyspec.examples", "lazyspec.scaffold", "lazyspec.importers",
-              "lazyspec.importers.specdoc"]
+              "lazyspec.importers.specdoc",
+              "lazyspec.watch", "lazyspec.parallel", "lazyspec.lsp", "lazyspec.lsp.analysis",
+              "lazyspec.lsp.runner", "lazyspec.lsp.features", "lazyspec.lsp.server"]
 
 
 def module_name(path: Path) -> str:
