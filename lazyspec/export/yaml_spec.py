@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from typing import Any
 
-import yaml
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from lazyspec import ops
@@ -24,38 +22,8 @@ from lazyspec.export.plan import (
     op_name,
 )
 from lazyspec.result import InferResult
+from lazyspec.spec.yamlwrite import EMPTY, Flow, dump, is_empty
 from lazyspec.tensors import TensorDecl
-
-
-class _Flow(list[Any]):
-    """A short list written in flow style: `[2, 20]`, `in: [a, b]`."""
-
-
-class _Dumper(yaml.SafeDumper):
-    """Safe YAML, never with anchors or aliases."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        super().increase_indent(flow, False)  # `  - node` under its key, as specs are written
-
-
-def _represent_flow(dumper: yaml.SafeDumper, data: _Flow) -> yaml.Node:
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
-
-
-class _Empty:
-    """A key with nothing after it: `enc_b:` (then `share:`), a block input `x:`."""
-
-
-def _represent_empty(dumper: yaml.SafeDumper, data: _Empty) -> yaml.Node:
-    return dumper.represent_scalar("tag:yaml.org,2002:null", "")
-
-
-_Dumper.add_representer(_Flow, _represent_flow)
-_Dumper.add_representer(_Empty, _represent_empty)
-EMPTY = _Empty()
 
 
 def _yaml_value(value: Any) -> Any:
@@ -63,7 +31,7 @@ def _yaml_value(value: Any) -> Any:
     if isinstance(value, tuple):
         return "${" + spec_literal(value) + "}"
     if isinstance(value, list):
-        return _Flow(_yaml_value(v) for v in value)
+        return Flow(_yaml_value(v) for v in value)
     if isinstance(value, dict):
         return {str(k): _yaml_value(v) for k, v in value.items()}
     if isinstance(value, float) and not math.isfinite(value):
@@ -91,7 +59,7 @@ def explicit_spec(built: Built, result: InferResult) -> str:
     for rec in result.inputs:
         shape = list(rec.shape)
         same = rec.dtype == built.options.dtype  # a float input that follows --dtype
-        inputs[rec.name] = _Flow(shape) if same else {"shape": _Flow(shape), "dtype": rec.dtype}
+        inputs[rec.name] = Flow(shape) if same else {"shape": Flow(shape), "dtype": rec.dtype}
     doc["inputs"] = inputs
     shown = _ShownOps(built, plan)
     if plan.blocks:
@@ -99,27 +67,8 @@ def explicit_spec(built: Built, result: InferResult) -> str:
                          for name, body in plan.blocks.items()}
     doc.update(_yaml_body(plan.root, shown, block=False))
     if built.ties:
-        doc["tie"] = [_Flow([t.target, t.source]) for t in built.ties]
-    text = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10**9,
-                     default_flow_style=False)
-    return header(built, result, "# ", plan.notes()) + _spaced(text)
-
-
-def _spaced(text: str) -> str:
-    """A blank line before each section and each block, for reading."""
-    out: list[str] = []
-    section = ""
-    for line in text.splitlines():
-        top = re.match(r"[A-Za-z_]\w*:", line)
-        if top:
-            section = top.group(0)
-            if section in ("blocks:", "layers:", "outputs:", "tie:"):
-                out.append("")
-        elif section == "blocks:" and re.fullmatch(r"  [A-Za-z_]\w*:", line) \
-                and not out[-1].startswith("blocks:"):
-            out.append("")
-        out.append(line)
-    return "\n".join(out) + "\n"
+        doc["tie"] = [Flow([t.target, t.source]) for t in built.ties]
+    return header(built, result, "# ", plan.notes()) + dump(doc)
 
 
 class _ShownOps:
@@ -151,7 +100,7 @@ def _yaml_body(body: Body, shown: Callable[[str], str], block: bool) -> dict[str
     n_in = len(body.input_names)
     if body.outputs != (Pick(n_in + len(body.nodes) - 1),):
         refs = [_ref(body, p.slot, p.output, len(body.nodes)) for p in body.outputs]
-        out["outputs"] = refs[0] if len(refs) == 1 else _Flow(refs)
+        out["outputs"] = refs[0] if len(refs) == 1 else Flow(refs)
     return out
 
 
@@ -169,7 +118,7 @@ def _ref(body: Body, slot: int, index: int | None, position: int) -> str | int:
 def _yaml_node(body: Body, i: int, shown: Callable[[str], str]) -> Any:
     node = body.nodes[i]
     extra = _yaml_keys(body, i)
-    op: str | _Empty | None
+    op: Any
     long_form: dict[str, Any] = {}
     if node.share is not None:
         op = EMPTY
@@ -182,7 +131,7 @@ def _yaml_node(body: Body, i: int, shown: Callable[[str], str]) -> Any:
     else:
         op = call_text(node.call)
         if op is None:
-            long_form = {"op": node.call.op, "args": _Flow(_yaml_value(a) for a in node.call.args),
+            long_form = {"op": node.call.op, "args": Flow(_yaml_value(a) for a in node.call.args),
                          "kwargs": {k: _yaml_value(v) for k, v in node.call.kwargs}}
     if long_form:
         name = {"name": node.local} if node.named else {}
@@ -191,7 +140,7 @@ def _yaml_node(body: Body, i: int, shown: Callable[[str], str]) -> Any:
         return {node.local: op, **extra}
     if not extra:
         return op
-    return extra if isinstance(op, _Empty) else {"op": op, **extra}
+    return extra if is_empty(op) else {"op": op, **extra}
 
 
 def _yaml_keys(body: Body, i: int) -> dict[str, Any]:
@@ -204,7 +153,7 @@ def _yaml_keys(body: Body, i: int) -> dict[str, Any]:
     default = (Pick(len(body.input_names) + i - 1),) if i else (Pick(0),)
     if node.inputs != default:
         refs = [_ref(body, p.slot, p.output, i) for p in node.inputs]
-        extra["in"] = refs[0] if len(refs) == 1 else _Flow(refs)
+        extra["in"] = refs[0] if len(refs) == 1 else Flow(refs)
     if node.kind == "repeat":
         extra["repeat"] = node.count
         if node.copy_names:

@@ -40,8 +40,9 @@ from lazyspec.importers import cannot
 from lazyspec.importers.bodies import Blocks, Builder, Context, Leaves, Rules
 from lazyspec.importers.fxtrace import shape_pass, trace_all
 from lazyspec.importers.layers import nameable
-from lazyspec.importers.specdoc import Body, dump, flow, spaced
+from lazyspec.importers.specdoc import Body
 from lazyspec.inputs import DTYPES, InputShape
+from lazyspec.spec.yamlwrite import Flow, dump
 
 TARGET = re.compile(r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<attr>[A-Za-z_]\w*"
                     r"(?:\.[A-Za-z_]\w*)*)\Z")
@@ -154,7 +155,7 @@ def import_module(module: nn.Module, inputs: Sequence[InputShape],
     ctx = Context(trace, Blocks(), _originals(module), _rules(), leaves)
     root = Builder(ctx, trace.root).build()
     doc = _document(module, root, ctx, trace, shapes, dtypes)
-    text = spaced(dump(doc))
+    text = dump(doc, ascii_only=True)
     checked = verify(module, text, spec_path, inputs, dtype, names, shapes, dtypes)
     notes = []
     if trace.specialised:
@@ -261,7 +262,7 @@ def _document(module: nn.Module, root: Body, ctx: Context, trace: Any,
     doc.update(root.doc(block=False))
     ties = _ties(module)
     if ties:
-        doc["tie"] = [flow(list(t)) for t in ties]
+        doc["tie"] = [Flow(t) for t in ties]
     return doc
 
 
@@ -277,7 +278,7 @@ def _inputs(root: Body, trace: Any, dtypes: list[torch.dtype],
     out: dict[str, Any] = {}
     for name, shape, dtype in zip(root.inputs, shapes, dtypes, strict=True):
         text = str(dtype).removeprefix("torch.")
-        out[name] = flow(shape) if text == float_dtype else {"shape": flow(shape), "dtype": text}
+        out[name] = Flow(shape) if text == float_dtype else {"shape": Flow(shape), "dtype": text}
     return out
 
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
+from lazyspec.spec.yamlwrite import EMPTY, Flow, dump
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -51,12 +51,12 @@ class Body:
         """The body as the spec's keys: (inputs,) layers, outputs."""
         out: dict[str, Any] = {}
         if block and self.inputs != ["input"]:
-            out["inputs"] = {name: _EMPTY for name in self.inputs}
+            out["inputs"] = {name: EMPTY for name in self.inputs}
         out["layers"] = [self._node(i) for i in range(len(self.nodes))]
         last = Ref(len(self.nodes) - 1)
         if self.outputs != [last]:
             refs = [self._ref(r, len(self.nodes)) for r in self.outputs]
-            out["outputs"] = refs[0] if len(refs) == 1 else _Flow(refs)
+            out["outputs"] = refs[0] if len(refs) == 1 else Flow(refs)
         return out
 
     def prune(self) -> None:
@@ -78,7 +78,7 @@ class Body:
 
     def key(self) -> str:
         """The body's text: equal texts are one block."""
-        return dump(self.doc(block=True))
+        return dump(self.doc(block=True), ascii_only=True)
 
     def _ref(self, ref: Ref, position: int) -> str | int:
         """A reference as `in:` and `outputs:` write it from the node at `position`."""
@@ -98,12 +98,12 @@ class Body:
         default = [Ref(i - 1)] if i else [Ref(input=self.inputs[0])] if self.inputs else []
         if node.inputs and node.inputs != default:  # none: a tensor node, which reads nothing
             refs = [self._ref(r, i) for r in node.inputs]
-            extra["in"] = refs[0] if len(refs) == 1 else _Flow(refs)
+            extra["in"] = refs[0] if len(refs) == 1 else Flow(refs)
         if node.repeat is not None:
             extra["repeat"] = node.repeat
         if not node.trainable:
             extra["trainable"] = False
-        op: Any = _EMPTY if node.share is not None else node.op
+        op: Any = EMPTY if node.share is not None else node.op
         if node.name is not None:
             return {node.name: op, **extra}
         return {"op": op, **extra} if extra else op
@@ -115,57 +115,5 @@ def _shifted(ref: Ref, gone: int) -> Ref:
     return ref
 
 
-class _Flow(list[Any]):
-    """A short list written in flow style: `in: [a, b]`."""
-
-
-class _Empty:
-    """A key with nothing after it: a share node's name, a block input."""
-
-
-_EMPTY = _Empty()
-
-
-class _Dumper(yaml.SafeDumper):
-    """Safe YAML, never with anchors or aliases; `- node` indented under its key."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        super().increase_indent(flow, False)
-
-
-_Dumper.add_representer(_Flow, lambda d, data: d.represent_sequence(
-    "tag:yaml.org,2002:seq", data, flow_style=True))
-_Dumper.add_representer(_Empty, lambda d, data: d.represent_scalar("tag:yaml.org,2002:null", ""))
-
-
-def flow(items: list[Any]) -> list[Any]:
-    return _Flow(items)
-
-
-def dump(doc: dict[str, Any]) -> str:
-    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=False, width=10**9,
-                     default_flow_style=False)
-
-
 def valid_name(name: str) -> bool:
     return bool(NAME.match(name)) and not keyword.iskeyword(name)
-
-
-def spaced(text: str) -> str:
-    """A blank line before each top-level section and each block, for reading."""
-    out: list[str] = []
-    section = ""
-    for line in text.splitlines():
-        top = re.match(r"[A-Za-z_]\w*:", line)
-        if top:
-            section = top.group(0)
-            if section in ("blocks:", "layers:", "outputs:", "tie:"):
-                out.append("")
-        elif section == "blocks:" and re.fullmatch(r"  [A-Za-z_]\w*:", line) \
-                and not out[-1].startswith("blocks:"):
-            out.append("")
-        out.append(line)
-    return "\n".join(out) + "\n"
