@@ -20,6 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from reference_modern import relative_position_bucket as hf_relative_position_bucket
 from test_export import dry_run, load_code, records, state_shapes, table
 from torch import nn
 
@@ -168,29 +169,6 @@ def hf_rotary(q: torch.Tensor, head_dim: int, base: float) -> torch.Tensor:
         return torch.cat((-x2, x1), dim=-1)
 
     return (q * cos) + (rotate_half(q) * sin)
-
-
-def hf_relative_position_bucket(relative_position: torch.Tensor, bidirectional: bool = True,
-                                num_buckets: int = 32, max_distance: int = 128) -> Any:
-    relative_buckets: Any = 0
-    if bidirectional:
-        num_buckets //= 2
-        relative_buckets += (relative_position > 0).to(torch.long) * num_buckets
-        relative_position = torch.abs(relative_position)
-    else:
-        relative_position = -torch.min(relative_position, torch.zeros_like(relative_position))
-    max_exact = num_buckets // 2
-    is_small = relative_position < max_exact
-    relative_position_if_large = max_exact + (
-        torch.log(relative_position.float() / max_exact)
-        / math.log(max_distance / max_exact)
-        * (num_buckets - max_exact)
-    ).to(torch.long)
-    relative_position_if_large = torch.min(
-        relative_position_if_large, torch.full_like(relative_position_if_large, num_buckets - 1)
-    )
-    relative_buckets += torch.where(is_small, relative_position, relative_position_if_large)
-    return relative_buckets
 
 
 def hf_compute_bias(embedding: nn.Embedding, length: int, bidirectional: bool,
