@@ -95,7 +95,7 @@ class GithubReporter:
         verdict = ("fits" if report.fits else "not compared" if not report.compared
                    else f"does not fit ({len(problems):,} problem(s))")
         out.append(f"lazyspec weights: {report.spec} vs {report.checkpoint}: {verdict}")
-        return "".join(line + "\n" for line in out)
+        return _text(out)
 
     def gate(self, report: GateReport) -> str:
         lines: list[str] = []
