@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from lazyspec.errors import Diagnostic, Location, UsageError, did_you_mean
+from lazyspec.fileio import resolved
 from lazyspec.options import is_plain_value
 from lazyspec.weights import Layout
 
@@ -157,7 +158,7 @@ def find_pyproject(start: Path) -> Path | None:
 
 def load_config(start: Path | None = None, explicit: Path | None = None) -> Config:
     """Read [tool.lazyspec] from the nearest pyproject.toml (or `explicit`)."""
-    start = (start or Path.cwd()).resolve()
+    start = resolved(start or Path.cwd())
     path = explicit or find_pyproject(start)
     if path is None:
         return Config(root=start, path=None, lock=start / DEFAULT_LOCK)
@@ -266,7 +267,7 @@ def _run(run: dict[str, Any], where: str, path: Path) -> RunConfig:
     scale = run.get("scale")
     if scale is not None and not isinstance(scale, str):
         raise _config_error(path, f"{where} `scale` must be a string")
-    spec = (path.parent / str(run["spec"]).replace("\\", "/")).resolve()
+    spec = resolved(path.parent / str(run["spec"]).replace("\\", "/"))
     if not spec.is_file():
         raise _config_error(path, f"{where}: spec '{run['spec']}' does not exist",
                             "paths are relative to this pyproject.toml")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lazyspec.errors import usage_error
+from lazyspec.fileio import resolved
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ BY_NAME = {e.name: e for e in EXAMPLES}
 
 def folder() -> Path:
     """Where the bundled specs are: in the package, else a source checkout's `specs/`."""
-    here = Path(__file__).resolve().parent
+    here = resolved(__file__).parent
     bundled = here / "bundled_specs"
     return bundled if bundled.is_dir() else here.parent / "specs"
 

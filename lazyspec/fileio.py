@@ -57,6 +57,14 @@ class Target:
     append: bool = False  # a descriptor alias: append, so `>> log` keeps what it held
 
 
+def resolved(path: str | os.PathLike[str]) -> Path:
+    """`path` made absolute with its symlinks followed, as `Path.resolve()` does, except that a
+    symlink loop is not Python 3.11's RuntimeError: the looping part is left as it is, and the
+    read or write that follows fails with ELOOP, an OSError every reader reports (exit 2, or
+    the spec's own diagnostic for an include). Every path lazyspec resolves goes through here."""
+    return Path(os.path.realpath(path))
+
+
 def write_target(path: Path, what: str = "file") -> Target:
     """How `path` is written; a folder, socket or block device is refused (UsageError, exit 2)."""
     if _names_descriptor(path):

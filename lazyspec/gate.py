@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from lazyspec import lock as lockfile
 from lazyspec.config import Budgets, Config, RunConfig
 from lazyspec.errors import CheckpointError, Diagnostic, Location, UsageError
+from lazyspec.fileio import resolved
 from lazyspec.inputs import parse_input, to_input
 from lazyspec.result import InferResult
 from lazyspec.shapes import as_lists
@@ -96,7 +97,7 @@ def discover(paths: Sequence[Path]) -> list[Path]:
             found.append(p)  # named explicitly: always checked, even if unreadable
     unique: dict[Path, Path] = {}
     for f in found:  # reports and GitHub annotations want paths relative to the working folder
-        unique.setdefault(f.resolve(), _shown(f))
+        unique.setdefault(resolved(f), _shown(f))
     return list(unique.values())
 
 
@@ -115,9 +116,9 @@ def spec_key(spec: Path, root: Path) -> str:
     """The spec's path as the lock names it: relative to the lock's folder, with `/`, so that
     the lock means the same on every machine (`../other/spec.yaml` outside it)."""
     try:
-        return Path(os.path.relpath(spec.resolve(), root.resolve())).as_posix()
+        return Path(os.path.relpath(resolved(spec), resolved(root))).as_posix()
     except ValueError:  # another drive on Windows: no relative path exists
-        return spec.resolve().as_posix()
+        return resolved(spec).as_posix()
 
 
 @dataclass(frozen=True)
@@ -140,16 +141,16 @@ def plan(specs: list[Path], config: Config, options: GateOptions,
     runs: list[tuple[Path, RunConfig]] = []
     for spec in specs:
         key = spec_key(spec, config.root)
-        resolved = spec.resolve()
+        real = resolved(spec)
         if options.inputs:
             # written the way the lock writes them, so `[2, 20]` and `2,20` are one run
-            chosen = [RunConfig(resolved, tuple(str(parse_input(i)) for i in options.inputs))]
+            chosen = [RunConfig(real, tuple(str(parse_input(i)) for i in options.inputs))]
         else:
-            configured = [r for r in config.runs if r.spec == resolved]
-            from_lock = [RunConfig(resolved, tuple(e.inputs), e.scale,
+            configured = [r for r in config.runs if r.spec == real]
+            from_lock = [RunConfig(real, tuple(e.inputs), e.scale,
                                    tuple(sorted(e.sets.items())))
                          for e in locked if e.spec == key]
-            chosen = configured or from_lock or [RunConfig(resolved, ())]
+            chosen = configured or from_lock or [RunConfig(real, ())]
         if options.scale or options.sets:  # flags change the params of every planned run
             chosen = [replace(r, scale=options.scale or r.scale,
                               sets=tuple(sorted({**dict(r.sets), **dict(options.sets)}.items())))
@@ -310,7 +311,7 @@ def _in_scope(entry_spec: str, scope: list[str], key_root: Path) -> bool:
 def _shown(path: Path) -> Path:
     """A path as the user would write it: relative to the working folder when inside it."""
     try:
-        return path.resolve().relative_to(Path.cwd().resolve())
+        return resolved(path).relative_to(resolved(Path.cwd()))
     except ValueError:
         return path
 

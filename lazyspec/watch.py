@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from lazyspec.fileio import resolved
+
 if TYPE_CHECKING:
     from watchfiles import Change
 
@@ -56,8 +58,8 @@ class Watched:
         for f in files:
             path = Path(os.path.abspath(f))
             found.add(path)
-            found.add(path.resolve())  # a symlinked spec: its target's folder changes too
-        return cls(frozenset(found), frozenset(Path(os.path.abspath(t)).resolve()
+            found.add(resolved(path))  # a symlinked spec: its target's folder changes too
+        return cls(frozenset(found), frozenset(resolved(os.path.abspath(t))
                                                for t in trees))
 
     def __or__(self, other: Watched) -> Watched:
@@ -134,7 +136,7 @@ class Screen:
 
     def done(self, watched: Watched, seconds: float) -> None:
         self.out.flush()  # the report before the status line, also when both go to one pipe
-        count = len({f for f in watched.files if f == f.resolve()} or watched.files)
+        count = len({f for f in watched.files if f == resolved(f)} or watched.files)
         where = f"{count} file{'s' if count != 1 else ''}"
         if watched.trees:
             where += f" and {len(watched.trees)} folder{'s' if len(watched.trees) != 1 else ''}"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lazyspec.errors import Diagnostic, Location, UsageError, shown
+from lazyspec.fileio import resolved
 from lazyspec.result import NodeRecord, ParamRecord
 
 if TYPE_CHECKING:
@@ -116,8 +117,8 @@ def _request(job: Job, notes: list[Diagnostic]) -> tuple[Request, str]:
                                 "[tool.lazyspec])", Location(job.path, 1, 1), hint=first.hint,
                                 severity="warning"))
         return Request(job.path, text=job.text), "the shapes the spec declares"
-    resolved = path.resolve()
-    run = next((r for r in config.runs if r.spec == resolved), None)
+    real = resolved(path)
+    run = next((r for r in config.runs if r.spec == real), None)
     options = BuildOptions(allow=config.allow)
     if run is None:
         return (Request(job.path, text=job.text, options=options, budgets=config.budgets),

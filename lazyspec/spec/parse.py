@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lazyspec.errors import Diagnostic, Location, SpecError, did_you_mean, shown
+from lazyspec.fileio import resolved
 from lazyspec.spec.expr import Expr, Span, parse_call, parse_expr
 from lazyspec.spec.model import Block, Graph, InputDecl, Node, Param, Ref, Spec, Tie
 from lazyspec.spec.yamlload import MAX_FILE_BYTES, YMap, YNode, YScalar, YSeq, load_yaml, plain
@@ -505,7 +506,7 @@ def parse_file(path: str | os.PathLike[str], text: str | None = None) -> Spec:
     an unreadable file raises UsageError.
     """
     p = Path(path)
-    return _parse_with_includes(p, p.resolve().parent, [], 0, None, {}, text)
+    return _parse_with_includes(p, resolved(p).parent, [], 0, None, {}, text)
 
 
 def _read(path: Path, display: str, at: Location | None) -> str:
@@ -539,7 +540,7 @@ def _parse_with_includes(path: Path, root: Path, stack: list[Path], depth: int,
     spec = parser.spec(tree)
     spec.sources[display] = text
     spec.problems.extend(parser.problems)
-    real = path.resolve()
+    real = resolved(path)
     own_params, own_blocks, own_scales = spec.params, spec.blocks, spec.scales
     included_params: dict[str, Param] = {}
     included_blocks: dict[str, Block] = {}
@@ -553,7 +554,7 @@ def _parse_with_includes(path: Path, root: Path, stack: list[Path], depth: int,
         if problem:
             spec.problems.append(Diagnostic(problem[0], problem[1], loc, hint=problem[2]))
             continue
-        key = target.resolve()
+        key = resolved(target)
         if key in done:  # already read for this spec: its problems are reported once
             sub = done[key]
         else:
@@ -580,7 +581,7 @@ def _include_problem(inc: str, target: Path, root: Path, stack: list[Path],
     if os.path.isabs(inc):
         return ("LS142", f"include '{inc}' is an absolute path",
                 "includes are paths relative to the spec's folder")
-    real = target.resolve()
+    real = resolved(target)
     if not real.is_relative_to(root):
         return ("LS142", f"include '{inc}' resolves outside the spec's folder ({root})",
                 "keep included specs in the root spec's folder or below it (symlinks included)")
