@@ -20,6 +20,8 @@ from typing import Any
 import yaml
 
 from lazyspec import __version__
+from lazyspec.config import MAX_PYPROJECT_BYTES
+from lazyspec.fileio import read_capped
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -147,12 +149,15 @@ def _pyproject(root: Path) -> Step:
     if not path.exists():
         _write(path, TOOL_TABLE.lstrip("\n"))
         return Step(name, "wrote")
-    old = path.read_text(encoding="utf-8")
+    old = _existing(path)
+    if isinstance(old, Step):
+        return old
     try:
         data = tomllib.loads(old)
-    except tomllib.TOMLDecodeError as e:
-        return Step(name, "refused", f"it is not valid TOML ({e}); add [tool.lazyspec] by hand:"
-                    + TOOL_TABLE)
+    except (ValueError, RecursionError) as e:  # TOMLDecodeError, a huge number, deep nesting
+        why = e if isinstance(e, tomllib.TOMLDecodeError) else "a value it cannot read"
+        return Step(name, "refused", f"it is not valid TOML ({why}); add [tool.lazyspec] by "
+                    "hand:" + TOOL_TABLE)
     tool = data.get("tool", {})
     if isinstance(tool, dict) and "lazyspec" in tool:
         return Step(name, "kept", "it already has [tool.lazyspec]")
@@ -176,9 +181,14 @@ def _pre_commit(root: Path, force: bool) -> Step:
     if not path.exists() or force:
         _write(path, "# pre-commit hooks (https://pre-commit.com): `pre-commit install`\n" + text)
         return Step(name, "wrote")
-    old = path.read_text(encoding="utf-8")
+    old = _existing(path)
+    if isinstance(old, Step):
+        return old
     if "lazyspec" in old:
         return Step(name, "kept", "it already mentions lazyspec")
+    if _has_aliases(old):  # comparing data with shared parts can take exponential time
+        return Step(name, "refused", "it uses YAML aliases (`*name`), so lazyspec will not "
+                    "check an append to it; add the hook by hand:\n" + HOOK_ENTRY)
     entry = yaml.safe_load(text)["repos"][0]
 
     def expect(before: Any) -> Any:
@@ -191,6 +201,30 @@ def _pre_commit(root: Path, force: bool) -> Step:
             return Step(name, "added to", "a local lazyspec-check hook at the end of `repos:`")
     return Step(name, "refused", "the hook could not be appended to its `repos:` list (is "
                 "`repos:` the last key, in block style?); add it by hand:\n" + HOOK_ENTRY)
+
+
+def _existing(path: Path) -> str | Step:
+    """The text of a project file that lazyspec adds to: a regular file of at most 1 MB (a FIFO
+    would block, /dev/zero would never end); a Step that refuses it otherwise."""
+    from lazyspec.fileio import FileTooLarge
+
+    try:
+        return read_capped(path, MAX_PYPROJECT_BYTES).decode("utf-8")
+    except FileTooLarge:
+        why = f"it is larger than {MAX_PYPROJECT_BYTES:,} bytes (limit)"
+    except OSError as e:
+        why = f"it cannot be read ({e.strerror or e})"
+    except UnicodeDecodeError:
+        why = "it is not UTF-8 text"
+    return Step(path.name, "refused", f"{why}; nothing was written to it")
+
+
+def _has_aliases(text: str) -> bool:
+    """Whether the YAML uses an alias (read event by event: no structure is built)."""
+    try:
+        return any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError:
+        return False  # not YAML: the append check refuses it
 
 
 def _item_indents(text: str) -> list[int]:
