@@ -38,14 +38,14 @@ class _Session:
         with self.lock:
             if self.closed:
                 return
-            self.status = self.console.status(visible(self.text), spinner="dots")
+            self.status = self.console.status(_plain(self.text), spinner="dots")
             self.status.start()
 
     def note(self, text: str) -> None:
         with self.lock:
             self.text = text
             if self.status is not None:
-                self.status.update(visible(text))
+                self.status.update(_plain(text))
 
     def close(self) -> None:
         with self.lock:
@@ -93,3 +93,11 @@ def session(stream: TextIO, text: str, *, enabled: bool,
     finally:
         _session = None
         current.close()
+
+
+def _plain(text: str) -> Any:
+    """The line as rich Text: a path with `[/x]` or `[link=...]` in it is shown, not read as
+    markup (a markup error would end the thread; a link tag would write an OSC 8 hyperlink)."""
+    from rich.text import Text
+
+    return Text(visible(text))
