@@ -68,7 +68,7 @@ def explicit_spec(built: Built, result: InferResult) -> str:
     doc.update(_yaml_body(plan.root, shown, block=False))
     if built.ties:
         doc["tie"] = [Flow([t.target, t.source]) for t in built.ties]
-    return header(built, result, "# ", plan.notes()) + dump(doc)
+    return header(built, result, "# ", plan.notes()) + dump(doc, ascii_only=True)
 
 
 class _ShownOps:
