@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lazyspec.errors import Diagnostic, Location, UsageError
+from lazyspec.errors import Diagnostic, Location, UsageError, shown
 from lazyspec.fileio import atomic_write
 from lazyspec.shapes import as_lists, json_shape
 
@@ -209,6 +209,10 @@ def _entries(data: Any, path: Path) -> list[LockEntry]:
 
     if not isinstance(data, dict) or data.get("version") != LOCK_VERSION:
         raise _bad(path, f"expected `version: {LOCK_VERSION}` at the top")
+    unknown = [str(k) for k in data if k not in ("version", "specs")]
+    if unknown:  # not ours to drop on the next write: a spec, or data someone added by hand
+        raise _bad(path, f"unknown top-level key {shown(unknown[0])} (a lazyspec lock holds "
+                   "only `version:` and `specs:`)")
     specs = data.get("specs") or {}
     if not isinstance(specs, dict):
         raise _bad(path, "`specs` must be a mapping")
