@@ -99,3 +99,33 @@ PUBLISHED: dict[str, tuple[dict[str, Any], int]] = {
     "t5-small": (T5_SMALL, 60_506_624),
     "vit-base-patch16-224": (VIT_B_16, 86_567_656),
 }
+
+# Configs that carry fields transformers never reads (left over from older code): imported as if
+# the fields were absent. Counts from transformers' own classes built on the meta device.
+GPT2_MEDIUM: dict[str, Any] = {  # openai-community/gpt2-medium: OpenAI GPT's special tokens
+    **GPT2, "n_embd": 1024, "n_head": 16, "n_layer": 24, "n_special": 0,
+    "predict_special_tokens": True,
+}
+DISTILGPT2: dict[str, Any] = {  # distilbert/distilgpt2: the legacy label count
+    **GPT2, "n_layer": 6, "_num_labels": 1, "id2label": {"0": "LABEL_0"},
+    "label2id": {"LABEL_0": 0},
+}
+BERT_MULTILINGUAL: dict[str, Any] = {  # google-bert/bert-base-multilingual-cased: the TF pooler
+    **BERT_BASE, "directionality": "bidi", "pooler_fc_size": 768,
+    "pooler_num_attention_heads": 12, "pooler_num_fc_layers": 3, "pooler_size_per_head": 128,
+    "pooler_type": "first_token_transform", "vocab_size": 119547,
+}
+HUGGYLLAMA_7B: dict[str, Any] = {  # huggyllama/llama-7b: an early conversion
+    "architectures": ["LlamaForCausalLM"], "bos_token_id": 1, "eos_token_id": 2,
+    "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02,
+    "intermediate_size": 11008, "max_position_embeddings": 2048, "max_sequence_length": 2048,
+    "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 32, "pad_token_id": 0,
+    "rms_norm_eps": 1e-06, "tie_word_embeddings": False, "torch_dtype": "float16",
+    "transformers_version": "4.28.0.dev0", "use_cache": True, "vocab_size": 32000,
+}
+LEFTOVERS: dict[str, tuple[dict[str, Any], int]] = {
+    "gpt2-medium": (GPT2_MEDIUM, 354_823_168),
+    "distilgpt2": (DISTILGPT2, 81_912_576),
+    "bert-base-multilingual-cased": (BERT_MULTILINGUAL, 177_853_440),  # BertModel
+    "huggyllama-7b": (HUGGYLLAMA_7B, 6_738_415_616),
+}

@@ -34,7 +34,7 @@ import reference_modern
 import torch
 import yaml
 from checkpoint_files import llama_hf_shapes, write_sharded
-from hf_configs import LLAMA2_7B, PUBLISHED, QWEN25_05B, T5_V11_SMALL
+from hf_configs import GPT2, LEFTOVERS, LLAMA2_7B, PUBLISHED, QWEN25_05B, T5_V11_SMALL
 from torch import nn
 
 import lazyspec
@@ -104,6 +104,33 @@ def test_published_count(name: str, tmp_path: Path) -> None:
     assert outcome.diagnostics == []  # no error, no warning
     assert outcome.result is not None and outcome.result.totals.params == count
     assert spec.family.model_type == config["model_type"]
+
+
+@pytest.mark.parametrize("name", list(LEFTOVERS))
+def test_fields_transformers_never_reads_are_not_refused(name: str, tmp_path: Path) -> None:
+    """Hub configs keep fields of older code (gpt2-medium's `n_special`, distilgpt2's
+    `_num_labels`, the TF BERT pooler's settings, `max_sequence_length`): not a different model."""
+    config, count = LEFTOVERS[name]
+    _, outcome = imported(tmp_path, config)
+    assert outcome.diagnostics == []
+    assert outcome.result is not None and outcome.result.totals.params == count
+
+
+def test_n_special_is_supported_only_at_zero(tmp_path: Path) -> None:
+    with pytest.raises(hf.Refused, match="n_special"):
+        hf.import_config(write_config(tmp_path, {**GPT2, "n_special": 2}))
+
+
+@pytest.mark.parametrize(("config", "tied"), [(QWEN25_05B, True), (LLAMA2_7B, False),
+                                               (GPT2, True),
+                                               ({**GPT2, "tie_word_embeddings": False}, False)])
+def test_the_header_names_the_tied_head_only_when_tied(config: dict[str, Any], tied: bool,
+                                                       tmp_path: Path) -> None:
+    """save_pretrained saves a tied head once: `--ignore lm_head.weight` exactly then."""
+    spec = hf.import_config(write_config(tmp_path, config))
+    header = "".join(line for line in spec.text.splitlines() if line.startswith("#"))
+    assert ("--ignore lm_head.weight" in header) == tied
+    assert ("tie:" in spec.text) == tied
 
 
 def test_qwen2_has_q_k_v_biases_and_a_tied_head(tmp_path: Path) -> None:

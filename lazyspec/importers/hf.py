@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lazyspec.errors import Diagnostic, Location, UsageError
-from lazyspec.fileio import FileTooLarge, read_capped
+from lazyspec.fileio import FileTooLarge, read_capped, resolved
 from lazyspec.textsafe import visible
 
 if TYPE_CHECKING:
@@ -50,7 +50,8 @@ COMMON_INERT = frozenset({
     "bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id", "decoder_start_token_id",
     "initializer_range", "initializer_factor", "output_hidden_states", "output_attentions",
     "output_past", "return_dict", "torchscript", "tf_legacy_loss", "gradient_checkpointing",
-    "chunk_size_feed_forward", "id2label", "label2id", "num_labels", "problem_type",
+    "chunk_size_feed_forward", "id2label", "label2id", "num_labels", "_num_labels",
+    "problem_type",
     "finetuning_task", "task_specific_params", "tokenizer_class", "prefix",
     # generation settings
     "max_length", "min_length", "do_sample", "early_stopping", "num_beams", "num_beam_groups",
@@ -559,7 +560,9 @@ _LLAMA_FIELDS = frozenset({
     "model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
     "num_key_value_heads", "head_dim", "intermediate_size", "hidden_act", "rms_norm_eps",
     "rope_theta", "rope_scaling", "rope_parameters", "tie_word_embeddings"})
-_LLAMA_INERT = frozenset({"max_position_embeddings", "attention_dropout"})
+# max_sequence_length: in early LLaMA conversions (huggyllama/llama-7b); transformers never
+# reads it
+_LLAMA_INERT = frozenset({"max_position_embeddings", "max_sequence_length", "attention_dropout"})
 _CAUSAL_LM_WEIGHTS = ("nothing: the keys are the checkpoint's (older .bin files also hold "
                       "model.layers.N.self_attn.rotary_emb.inv_freq: --ignore "
                       "'*.rotary_emb.inv_freq')")
@@ -579,21 +582,28 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in [
            frozenset({"model_type", "vocab_size", "n_positions", "n_embd", "n_layer", "n_head",
                       "n_inner", "activation_function", "layer_norm_epsilon",
                       "scale_attn_weights", "tie_word_embeddings"}),
+           # predict_special_tokens: left over from OpenAI GPT (gpt2-medium and -large carry
+           # it); GPT-2's code never reads it, nor n_special (supported at 0, its default)
            frozenset({"n_ctx", "resid_pdrop", "embd_pdrop", "attn_pdrop", "summary_type",
                       "summary_use_proj", "summary_activation", "summary_proj_to_labels",
-                      "summary_first_dropout"}),
-           {"scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False},
+                      "summary_first_dropout", "predict_special_tokens"}),
+           {"scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False,
+            "n_special": 0},
            weights="Conv1D weights stored [in, out]: --transpose '*.c_attn.weight' --transpose "
-           "'*.c_proj.weight' --transpose '*.c_fc.weight'; the tied head saved once: --ignore "
-           "lm_head.weight; older files keep attention masks: --ignore '*.attn.bias' --ignore "
-           "'*.attn.masked_bias'"),
+           "'*.c_proj.weight' --transpose '*.c_fc.weight'; older files keep attention masks: "
+           "--ignore '*.attn.bias' --ignore '*.attn.masked_bias'"),
     Family("bert", "bert", "BertModel", _bert,
            frozenset({"model_type", "vocab_size", "hidden_size", "num_hidden_layers",
                       "num_attention_heads", "intermediate_size", "hidden_act",
                       "max_position_embeddings", "type_vocab_size", "layer_norm_eps",
                       "position_embedding_type"}),
+           # directionality and pooler_*: left in the configs of Google's original BERT
+           # checkpoints (multilingual, chinese); BertModel's pooler is one Linear whatever
+           # they say, and transformers never reads them
            frozenset({"hidden_dropout_prob", "attention_probs_dropout_prob",
-                      "classifier_dropout", "tie_word_embeddings"}),
+                      "classifier_dropout", "tie_word_embeddings", "directionality",
+                      "pooler_fc_size", "pooler_num_attention_heads", "pooler_num_fc_layers",
+                      "pooler_size_per_head", "pooler_type"}),
            weights="a checkpoint saved from BertFor* names these keys under bert. and holds its "
            "head: --strip-prefix bert. --ignore 'cls.*'; older files keep "
            "embeddings.position_ids: --ignore '*.position_ids'"),
@@ -646,8 +656,9 @@ def unsupported(cfg: Config, family: Family) -> list[Diagnostic]:
         meaning = f" ({MEANING[key]})" if key in MEANING else ""
         out.append(Diagnostic(
             "LS310", f"'{key}' is {_shown(value)}{meaning}: {why}", cfg.where(key),
-            hint="a spec that left it out would be a different model; lazyspec imports a "
-            "config only when it implements every field that changes the architecture"))
+            hint="lazyspec imports a config only when it knows every field, so that a field "
+            "that changes the architecture is never left out; a field that changes nothing "
+            "the spec describes can be removed from a copy of the config"))
     return out
 
 
@@ -685,22 +696,32 @@ def import_config(path: Path, name: str | None = None) -> Imported:
     cfg.read.add("model_type")
     filled = family.build(cfg)
     title = name or _default_name(cfg.path, family)
-    text = render(family, filled, title, _header(cfg.path, family))
+    text = render(family, filled, title, _header(cfg.path, family, filled))
     return Imported(text, cfg.path, family, {k: v for k, (v, _) in filled.params.items()},
                     filled.ties)
 
 
 def _default_name(config: Path, family: Family) -> str:
-    folder = config.resolve().parent.name
+    folder = resolved(config).parent.name
     return f"{family.cls} ({folder})" if folder else family.cls
 
 
-def _header(config: Path, family: Family) -> list[str]:
-    source = visible(f"{config.resolve().parent.name}/{config.name}")
+def _header(config: Path, family: Family, filled: Filled) -> list[str]:
+    source = visible(f"{resolved(config).parent.name}/{config.name}")
     return [f"Written by `lazyspec import hf` from {source} (model_type "
             f"'{family.model_type}'): {family.cls} with Hugging Face's state-dict keys.",
             "The params come from the config; import it again rather than edit them.",
-            f"`lazyspec weights` against a checkpoint of {family.cls} needs {family.weights}."]
+            f"`lazyspec weights` against a checkpoint of {family.cls} needs "
+            f"{_weights_note(family, filled)}."]
+
+
+def _weights_note(family: Family, filled: Filled) -> str:
+    """What `lazyspec weights` needs for this config's checkpoints: the family's layout notes,
+    and a tied head, which `save_pretrained` saves once (under its partner's name)."""
+    if family.model_type == "t5" or not any(a == "lm_head.weight" for a, _ in filled.ties):
+        return family.weights  # (T5's note names its ties itself)
+    return ("--ignore lm_head.weight (a tied head is saved once, under its partner's name); "
+            f"besides: {family.weights}")
 
 
 TEMPLATE_ONLY = "# As a template,"  # comment lines the written spec leaves out
