@@ -40,8 +40,9 @@ from lazyspec.errors import (
 from lazyspec.options import BuildOptions, check_device
 from lazyspec.spec.expr import Arg, Expr, OpCall, Span, parse_expr, resolve
 from lazyspec.spec.model import Block, Graph, Node, Param, Ref, Spec, Tie
-from lazyspec.spec.parse import NAME_RE
+from lazyspec.spec.parse import MAX_NAME_CHARS, NAME_RE
 from lazyspec.tensors import (
+    MAX_MODEL_BUFFER_ELEMENTS,
     SIGNATURES,
     TENSOR_OPS,
     TensorDecl,
@@ -52,6 +53,10 @@ from lazyspec.tensors import (
 from lazyspec.ties import check_ties
 
 MAX_BLOCK_DEPTH = 32
+# A node's dotted path (`encoder.layers.3.attn`): names are capped, blocks nest at most 32 deep,
+# and the path is capped too, so a spec's report is at most about 20,000 rows of this length.
+# Real paths are far shorter (T5's longest, with its parameter name, is 61 characters).
+MAX_PATH_CHARS = 1_024
 FAILED = object()  # an expression that could not be evaluated (already reported)
 
 # Where the model is built and in which dtype is the choice of the person running lazyspec
@@ -473,6 +478,7 @@ class _Builder:
         self.count = 0
         self.limit_hit = False
         self.created = 0  # modules and tensors the ops' constructors made so far
+        self.buffer_elements = 0  # elements of the Buffer(...) nodes made so far
         self.spec_params: Mapping[str, Any] = {}  # the top-level params, set by build()
         self.factories: dict[int, Factory] = {}  # id(module) -> how it was built
         self.device = torch.device(options.device)
@@ -624,6 +630,8 @@ class _Builder:
         function per kind of node: skipped, shared, spliced copies, repeat container, single."""
         trail = (*scope.trail, node.label if node.name else local)
         when = self.when(node, scope.env, trail)
+        if self.path_too_long(f"{scope.prefix}{local}", node.loc, trail):
+            return self.passthrough(scope, node, local, trail, inputs, indices, None)
         if node.broken or (node.call is None and node.share is None):
             return self.passthrough(scope, node, local, trail, inputs, indices, None)
         if not when or repeat == 0:
@@ -734,18 +742,17 @@ class _Builder:
         default = [str(i) for i in range(repeat)]
         if node.names is None:
             return default
-        names = []
+        names: dict[str, None] = {}  # in order; a dict: counting in a list is quadratic
         for i in range(repeat):
             name = self.template(node, i, env, trail)
             if name is None:
                 return default  # reported
-            names.append(name)
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            self.fail("LS115", f"`names:` gives several copies the name '{repeated[0]}'",
-                      node.names_loc, trail, "use the copy index, e.g. layer_{i}")
-            return default
-        return names
+            if name in names:
+                self.fail("LS115", f"`names:` gives several copies the name '{name}'",
+                          node.names_loc, trail, "use the copy index, e.g. layer_{i}")
+                return default
+            names[name] = None
+        return list(names)
 
     def template(self, node: Node, i: int, env: Mapping[str, Any],
                  trail: tuple[str, ...]) -> str | None:
@@ -754,12 +761,18 @@ class _Builder:
         if not node.names_parts:
             return None  # the template did not parse: reported
         scope = _Overlay(env, {"i": i, **({node.index: i} if node.index else {})})
-        out = []
+        out, length = [], 0
         for part in node.names_parts:
             value = self.evaluate(part, scope, trail) if isinstance(part, Expr) else part
             if value is FAILED:
                 return None
             out.append(str(value))
+            length += len(out[-1])
+            if length > MAX_NAME_CHARS:  # checked piece by piece: `{2**255}` x 300 stops here
+                self.fail("LS126", f"`names:` gives copy {i} a name longer than "
+                          f"{MAX_NAME_CHARS} characters (limit)", node.names_loc, trail,
+                          "use shorter names")
+                return None
         name = "".join(out)
         if not NAME_RE.fullmatch(name) or name in RESERVED_NAMES:
             self.fail("LS115", f"`names:` gives copy {i} the name {shown(name)}, which is not a "
@@ -789,7 +802,7 @@ class _Builder:
                       trail, "write one node per tensor, or put it in a block that repeats")
             return scope.add(Step(info, None, inputs[:1]))
         decl = self.tensor_decl(node, scope.env, local, trail)
-        if decl is None:
+        if decl is None or self.buffers_too_large(decl, node.call, trail):
             return scope.add(Step(info, None, inputs[:1]))  # reported
         tensor = make_tensor(decl, self.device, self.dtype)
         if decl.kind == "parameter":
@@ -800,6 +813,21 @@ class _Builder:
         info.module_path = info.path
         scope.modules[local] = None  # nothing to share: its value is a tensor
         return scope.add(Step(info, None, inputs, tensor=decl))
+
+    def buffers_too_large(self, decl: TensorDecl, call: OpCall, trail: tuple[str, ...]) -> bool:
+        """True (reported once; nothing more is built) when this buffer would take the model's
+        buffers past their limit together: checked before its scheme runs."""
+        if self.buffer_elements + decl.elements <= MAX_MODEL_BUFFER_ELEMENTS:
+            self.buffer_elements += decl.elements
+            return False
+        if not self.limit_hit:
+            self.limit_hit = True
+            self.fail("LS126", f"{call.name}('{decl.scheme}', ...) of {decl.elements:,} elements "
+                      f"would take the model's buffers past {MAX_MODEL_BUFFER_ELEMENTS:,} "
+                      "elements together (limit)", call.loc, trail,
+                      f"{self.buffer_elements:,} were made before this one: lower the repeat "
+                      "counts or the buffers' sizes")
+        return True
 
     def tensor_decl(self, node: Node, env: Mapping[str, Any], local: str,
                     trail: tuple[str, ...]) -> TensorDecl | None:
@@ -862,6 +890,17 @@ class _Builder:
                       "failed)", loc, trail)
         return module
 
+    def path_too_long(self, path: str, loc: Location, trail: tuple[str, ...]) -> bool:
+        """True (reported once; nothing more is built) when a node's path passes the limit."""
+        if len(path) <= MAX_PATH_CHARS:
+            return False
+        if not self.limit_hit:
+            self.limit_hit = True
+            self.fail("LS126", f"the node's path is {len(path):,} characters long (limit: "
+                      f"{MAX_PATH_CHARS:,} characters): {shown(path, 40)}", loc, trail,
+                      "use shorter names or nest blocks less deeply")
+        return True
+
     def over_limit(self, loc: Location, trail: tuple[str, ...], extra: int = 0) -> bool:
         """True (reported once) when the model would pass the node limit."""
         if self.count + extra <= self.options.max_nodes:
@@ -881,6 +920,8 @@ class _Builder:
         assert call is not None
         block = call.name if call.name in self.spec.blocks else None
         for i, name in enumerate(names):
+            if self.path_too_long(f"{prefix}{name}", call.loc, (*trail, name)):
+                return
             before = self.count
             info = NodeInfo(f"{prefix}{name}", call.name, call.loc, (*trail, name),
                             len(self.nodes), NodeKind.COPY, name, named=node.names is not None,

@@ -86,7 +86,7 @@ def render(d: Diagnostic, lines: SourceLines, ran: list[str] | None = None) -> s
         out.append(f" {pad} | {' ' * caret}^")
     out += [f"  {one_line(n)}" for n in d.notes]
     if len(d.trail) > 1:
-        out.append(f"  in: {one_line(' > '.join(d.trail))}")
+        out.append(f"  in: {_trail(d.trail)}")
     if ran is not None:
         out.append("  ran before it: " + _ran(ran))
     if d.hint:
@@ -94,12 +94,25 @@ def render(d: Diagnostic, lines: SourceLines, ran: list[str] | None = None) -> s
     return "\n".join(out)
 
 
+def _short(name: str, width: int = 60) -> str:
+    """A name or path cut in the middle: they may be 256 and 1,024 characters long."""
+    return name if len(name) <= width else f"{name[:width // 2 - 2]}...{name[-(width // 2 - 1):]}"
+
+
+def _trail(trail: tuple[str, ...], shown: int = 10) -> str:
+    """The block trail on one line of bounded length, however long and deep its names."""
+    parts = [_short(t) for t in trail]
+    if len(parts) > shown:
+        parts = [*parts[:3], f"... ({len(parts) - shown + 1} more)", *parts[-(shown - 4):]]
+    return one_line(" > ".join(parts))
+
+
 def _ran(ran: list[str], shown: int = 8) -> str:
     if not ran:
         return "(nothing: it was the first node)"
     if len(ran) <= shown:
-        return one_line(", ".join(ran))
-    return f"{len(ran)} nodes, the last: " + one_line(", ".join(ran[-shown:]))
+        return one_line(", ".join(map(_short, ran)))
+    return f"{len(ran)} nodes, the last: " + one_line(", ".join(map(_short, ran[-shown:])))
 
 
 def render_all(diagnostics: list[Diagnostic], lines: SourceLines,

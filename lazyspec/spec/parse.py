@@ -29,6 +29,11 @@ MAX_INCLUDE_DEPTH = 8
 # the same as before: only its copy 0 takes the other inputs).
 VERSIONS = (1, 2)
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Names become state-dict keys and rows of every report, once per copy of a repeat: a name is
+# capped (real ones are far shorter: torchvision's and Hugging Face's longest part is under 40
+# characters), and so is a `names:` template, whose every `{expr}` is evaluated once per copy.
+MAX_NAME_CHARS = 256
+MAX_TEMPLATE_CHARS = 1_024
 _EXPR_RE = re.compile(r"^\$\{(.*)\}$", re.DOTALL)
 
 
@@ -113,6 +118,10 @@ class _Parser:
                 self.problem(code, f"unknown key '{key.value}' in {what}", key.loc, hint=hint)
 
     def name_ok(self, name: Any, loc: Location, what: str) -> bool:
+        if isinstance(name, str) and len(name) > MAX_NAME_CHARS:
+            self.problem("LS126", f"{what} name of {len(name):,} characters (limit: "
+                         f"{MAX_NAME_CHARS} characters)", loc, hint="use a shorter name")
+            return False
         if not isinstance(name, str) or not NAME_RE.match(name):
             self.problem("LS115", f"invalid {what} name {shown(name)}", loc,
                          hint="names start with a letter or '_' and hold letters, digits and '_'")
@@ -408,6 +417,11 @@ class _Parser:
 
     def template(self, node: YScalar) -> list[Any]:
         """`encoder_layer_{i}` -> ["encoder_layer_", Expr(i)]: text, and expressions in braces."""
+        if len(str(node.value)) > MAX_TEMPLATE_CHARS:
+            self.problem("LS126", f"`names:` template of {len(str(node.value)):,} characters "
+                         f"(limit: {MAX_TEMPLATE_CHARS:,} characters)", node.loc,
+                         hint=f"the names it makes are at most {MAX_NAME_CHARS} characters each")
+            return []
         parts: list[Any] = []
         for part in re.split(r"(\{[^{}]*\})", str(node.value)):
             if part.startswith("{") and part.endswith("}"):

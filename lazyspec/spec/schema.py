@@ -23,6 +23,8 @@ from lazyspec.spec.parse import (
     BLOCK_KEYS,
     INPUT_KEYS,
     LATER_NODE_KEYS,
+    MAX_NAME_CHARS,
+    MAX_TEMPLATE_CHARS,
     NAME_RE,
     NODE_KEYS,
     TOP_LEVEL_KEYS,
@@ -83,7 +85,7 @@ def _defs() -> dict[str, Schema]:
     defs: dict[str, Schema] = {}
     defs["name"] = {
         "description": "A name: starts with a letter or '_' and holds letters, digits and '_'.",
-        "type": "string", "pattern": name_pattern,
+        "type": "string", "pattern": name_pattern, "maxLength": MAX_NAME_CHARS,
     }
     defs["text"] = {
         "description": "Free text.",
@@ -195,7 +197,7 @@ def _defs() -> dict[str, Schema]:
         "names": {"description": "How a named `repeat:` names its copies: a template whose "
                                  "`{expr}` fields are expressions over the params and the copy "
                                  "index `i`, e.g. `encoder_layer_{i}` or `denselayer{i + 1}`.",
-                  "type": "string", "minLength": 1},
+                  "type": "string", "minLength": 1, "maxLength": MAX_TEMPLATE_CHARS},
         "index": _ref("name") | {"description": "A name for the copy index (0, 1, ...) of a "
                                                 "`repeat:` node, usable in its op's arguments: "
                                                 "`index: k` then `Block(first=k == 0)`."},
