@@ -34,7 +34,7 @@ import reference_modern
 import torch
 import yaml
 from checkpoint_files import llama_hf_shapes, write_sharded
-from hf_configs import GPT2, LEFTOVERS, LLAMA2_7B, PUBLISHED, QWEN25_05B, T5_V11_SMALL
+from hf_configs import BERT_BASE, GPT2, LEFTOVERS, LLAMA2_7B, PUBLISHED, QWEN25_05B, T5_V11_SMALL
 from torch import nn
 
 import lazyspec
@@ -114,6 +114,21 @@ def test_fields_transformers_never_reads_are_not_refused(name: str, tmp_path: Pa
     _, outcome = imported(tmp_path, config)
     assert outcome.diagnostics == []
     assert outcome.result is not None and outcome.result.totals.params == count
+
+
+@pytest.mark.parametrize(("base", "key", "width"), [
+    ({**GPT2, "n_layer": 1}, "n_positions", "n_embd"),
+    ({**BERT_BASE, "num_hidden_layers": 1}, "max_position_embeddings", "hidden_size")])
+def test_a_position_table_shorter_than_the_hint_is_imported(base: dict[str, Any], key: str,
+                                                            width: str, tmp_path: Path) -> None:
+    """Tiny test configs have a few positions: the check runs sequences the table can hold."""
+    counts = {}
+    for positions in (64, 32, 1):
+        _, outcome = imported(tmp_path / str(positions), {**base, key: positions})
+        assert outcome.diagnostics == [] and outcome.result is not None
+        counts[positions] = outcome.result.totals.params
+    assert counts[64] - counts[32] == 32 * base[width]
+    assert counts[64] - counts[1] == 63 * base[width]
 
 
 def test_n_special_is_supported_only_at_zero(tmp_path: Path) -> None:

@@ -307,6 +307,8 @@ class Family:
     inert: frozenset[str] = frozenset()
     defaults: Mapping[str, Any] = field(default_factory=dict)
     weights: str = ""  # what `lazyspec weights` needs for a checkpoint of this class
+    # a learned position table: the param that sizes it, and the inputs whose length it bounds
+    positions: tuple[str, tuple[str, ...]] | None = None
 
 
 def _rope_theta(cfg: Config) -> float:
@@ -591,7 +593,8 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in [
             "n_special": 0},
            weights="Conv1D weights stored [in, out]: --transpose '*.c_attn.weight' --transpose "
            "'*.c_proj.weight' --transpose '*.c_fc.weight'; older files keep attention masks: "
-           "--ignore '*.attn.bias' --ignore '*.attn.masked_bias'"),
+           "--ignore '*.attn.bias' --ignore '*.attn.masked_bias'",
+           positions=("n_positions", ("input_ids",))),
     Family("bert", "bert", "BertModel", _bert,
            frozenset({"model_type", "vocab_size", "hidden_size", "num_hidden_layers",
                       "num_attention_heads", "intermediate_size", "hidden_act",
@@ -606,7 +609,8 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in [
                       "pooler_size_per_head", "pooler_type"}),
            weights="a checkpoint saved from BertFor* names these keys under bert. and holds its "
            "head: --strip-prefix bert. --ignore 'cls.*'; older files keep "
-           "embeddings.position_ids: --ignore '*.position_ids'"),
+           "embeddings.position_ids: --ignore '*.position_ids'",
+           positions=("max_position_embeddings", ("input_ids", "token_type_ids"))),
     Family("t5", "t5", "T5ForConditionalGeneration", _t5,
            frozenset({"model_type", "vocab_size", "d_model", "d_kv", "d_ff", "num_layers",
                       "num_decoder_layers", "num_heads", "relative_attention_num_buckets",
@@ -797,7 +801,15 @@ def yaml_value(value: Any) -> str:
 
 def check(imported: Imported, spec_path: Path) -> Outcome:
     """The engine's run of the written text: the same checks any spec gets, before it is
-    saved (named input dims at their hint sizes)."""
+    saved (named input dims at their hint sizes, or shorter than a position table that is)."""
     from lazyspec import engine
+    from lazyspec.inputs import DIM_HINT, parse_input
 
-    return engine.run(engine.Request(spec_path, text=imported.text, symbolic=False))
+    inputs: tuple[Any, ...] = ()
+    if imported.family.positions is not None:
+        param, names = imported.family.positions
+        length = min(DIM_HINT, int(imported.params[param]))
+        if length < DIM_HINT:  # a toy config (tiny-random-*): sequences the table can hold
+            inputs = tuple(parse_input(f"{name}=2,{length}") for name in names)
+    return engine.run(engine.Request(spec_path, text=imported.text, inputs=inputs,
+                                     symbolic=False))
