@@ -180,7 +180,7 @@ def test_a_layer_whose_arguments_do_not_round_trip_is_an_error() -> None:
     message = info.value.diagnostics[0].message
     assert info.value.diagnostics[0].code == "LS160"
     assert "module 'encoder.fc' (Linear): rebuilt as Linear(5, 8)" in message
-    assert "weight [8, 5]" in message and "weight [8, 4]" in message
+    assert "holds other shapes, weight [8, 5] where the module's is [8, 4]" in message
 
 
 # --- functions -----------------------------------------------------------------------------------
@@ -412,3 +412,106 @@ def test_import_help_loads_no_torch() -> None:
                               timeout=60, check=True)
         assert done.stdout.strip().endswith("False"), done.stdout
         assert "RUNS YOUR CODE" in done.stdout or args == ["import", "--help"]
+
+
+# --- a second look: nested containers, pinned sizes, messages that say what to do --------------
+
+
+def test_a_sequential_of_copies_inside_a_sequential_round_trips(tmp_path: Path) -> None:
+    """At an index a node cannot be a named `repeat:` (a name is not a number): a block."""
+    model = nn.Sequential(nn.Linear(8, 16), nn.Sequential(nn.Linear(16, 16), nn.Linear(16, 16)),
+                          nn.ReLU(), nn.Sequential(nn.Linear(16, 4)))
+    result = imported(model, "4,8")
+    spec = spec_module(result.text, tmp_path, "3,8")
+    assert state(spec) == state(model)
+    same_outputs(model, spec, torch.randn(3, 8))
+
+
+class LSTMLanguageModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(50, 8)
+        self.lstm = nn.LSTM(8, 16, batch_first=True)
+        self.head = nn.Linear(16, 50)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.lstm(self.embed(x))
+        return self.head(h)
+
+
+def test_sizes_the_trace_pins_are_said_in_a_note() -> None:
+    """A batch of 1 (torch fixes sizes 0 and 1) and a batch LSTM's kernel guards on are written
+    as numbers; the spec then refuses other sizes, so the note says so."""
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    one = imported(conv, "1,3,16,16")
+    assert "input: [1, 3, H, W]" in one.text
+    assert any("size 1 at dimension 0" in n and "2 or more" in n for n in one.notes)
+    assert imported(conv, "2,3,16,16").notes == []  # B free: nothing to say
+    lstm = imported(LSTMLanguageModel(), "2,6:int64")
+    assert any("batch size 2" in n for n in lstm.notes), lstm.notes
+    assert all(f"# {n}" in lstm.text for n in lstm.notes)
+
+
+class Layers(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0,
+                                                                batch_first=True)
+                                     for _ in range(2)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x, is_causal=False)  # forward's default, passed by keyword
+        return x
+
+
+def test_a_container_loop_may_pass_forwards_defaults_by_keyword(tmp_path: Path) -> None:
+    model = Layers()
+    result = imported(model, "2,5,16")
+    assert "repeat: 2" in result.text
+    spec = spec_module(result.text, tmp_path, "3,4,16")
+    same_outputs(model, spec, torch.randn(3, 4, 16))
+
+
+class Wrapped(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.t = nn.Transformer(32, 4, 2, 2, 64, dropout=0.0, batch_first=True)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        return self.t(src, tgt)
+
+
+def test_a_layer_that_does_not_rebuild_is_described_briefly() -> None:
+    """nn.Transformer holds 64 tensors here, its default rebuild 184: a few differences and
+    their counts, not both state dicts."""
+    with pytest.raises(ImportFailure) as info:
+        imported(Wrapped(), "2,6,32", "2,5,32")
+    message = info.value.diagnostics[0].message
+    assert "holds 184 tensors where the module holds 64" in message
+    assert "and 117 more" in message and len(message) < 800
+
+
+class MakesTensorsOnCPU(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x) + torch.arange(x.shape[1])[None, :, None]  # no device=
+
+
+def test_a_tensor_made_without_device_gets_a_hint_that_says_so() -> None:
+    with pytest.raises(ImportFailure) as info:
+        imported(MakesTensorsOnCPU(), "2,16,16")
+    assert "device=x.device" in (info.value.diagnostics[0].hint or "")
+
+
+def test_a_hugging_face_model_is_pointed_at_import_hf() -> None:
+    import transformers  # a dev dependency
+    config = transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64,
+                                     n_positions=32, bos_token_id=0, eos_token_id=0)
+    with pytest.raises(ImportFailure) as info:
+        imported(transformers.GPT2LMHeadModel(config), "2,8:int64")
+    assert info.value.diagnostics[0].code == "LS160"
+    assert "lazyspec import hf" in (info.value.diagnostics[0].hint or "")

@@ -309,9 +309,12 @@ class Builder:
             return Node(name, call.text(), inputs, trainable=_trainable(child, path),
                         stateful=True, outputs=_count(self.t.values.get(n)))
         body = body or Builder(self.ctx, traced).build()
+        # a named `repeat:` keeps the copies' names (`layers.0`); at an index (a Sequential in a
+        # Sequential) a name cannot be a number and an unnamed repeat would splice the copies
+        # into the parent's indices, so such a chain is written as a block
         repeated = _uniform_chain(body) if isinstance(child, nn.Sequential) else None
-        if repeated is not None:
-            return Node(name or target, repeated[0], inputs, repeat=repeated[1], stateful=True)
+        if repeated is not None and name is not None:
+            return Node(name, repeated[0], inputs, repeat=repeated[1], stateful=True)
         block = self.ctx.blocks.name_for(body, _wanted_name(child, target))
         return Node(name, block, inputs, stateful=True, outputs=len(body.outputs))
 

@@ -45,8 +45,10 @@ def _group(b: Builder, head: str, calls: list[fx.Node]) -> dict[fx.Node, Handler
         raise cannot("LS160", f"{b.where} calls the modules of its {kind} '{head}' as "
                      f"{_listed(called)}, not each of {_listed(members)} once in order",
                      "a spec holds a container's modules as nodes called one after another")
+    extras = _extras(calls[0])
     for before, after in itertools.pairwise(calls):
-        if list(after.args) != [before] or after.kwargs or set(before.users) != {after}:
+        if after.args[:1] != (before,) or _extras(after) != extras or \
+                set(before.users) != {after}:
             raise cannot("LS160", f"{b.where}: the modules of its {kind} '{head}' are not "
                          f"called one after another ('{before.target}' then "
                          f"'{after.target}', each taking only the one before)",
@@ -65,6 +67,16 @@ def _group(b: Builder, head: str, calls: list[fx.Node]) -> dict[fx.Node, Handler
             b.refs[n] = Unexpressible(f"is an inner value of the {kind} '{head}'")
 
     return {c: (first if i == 0 else later) for i, c in enumerate(calls)}
+
+
+def _extras(call: fx.Node) -> tuple[tuple[object, ...], dict[str, object]] | None:
+    """A member call's arguments after the running value, when they are literals (the same at
+    every call: `is_causal=False`, checked against forward's defaults with the first call);
+    None when one is a tensor (a side input, which a container's chain cannot pass)."""
+    args: tuple[object, ...] = tuple(call.args[1:])
+    kwargs: dict[str, object] = dict(call.kwargs)
+    leaves = [*args, *kwargs.values()]
+    return None if any(isinstance(v, fx.Node) for v in leaves) else (args, kwargs)
 
 
 def _listed(names: list[str]) -> str:

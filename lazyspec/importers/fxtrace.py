@@ -140,8 +140,9 @@ def _call_arguments(child: nn.Module, node: fx.Node, path: str,
     inputs, fixed = [], {}
     for name, p in signature.parameters.items():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            raise cannot("LS160", f"{where(path, child)}: forward takes *{name}: a spec block "
-                         "takes named inputs", "give forward named arguments")
+            stars = "*" if p.kind == p.VAR_POSITIONAL else "**"
+            raise cannot("LS160", f"{where(path, child)}: forward takes {stars}{name}: a spec "
+                         "block takes named inputs", "give forward named arguments")
         if name not in bound.arguments:
             fixed[name] = p.default
             continue
@@ -154,6 +155,22 @@ def _call_arguments(child: nn.Module, node: fx.Node, path: str,
         else:
             fixed[name] = value
     return inputs, fixed
+
+
+def _trace_hint(module: nn.Module) -> str:
+    """What to do when torch.fx cannot trace `module`'s forward."""
+    if type(module).__module__.split(".")[0] == "transformers":
+        return ("a Hugging Face model's forward is not written for torch.fx: `lazyspec import "
+                "hf` writes the spec from its config.json")
+    try:
+        kinds = {p.kind for p in inspect.signature(module.forward).parameters.values()}
+    except (TypeError, ValueError):
+        kinds = set()
+    if inspect.Parameter.VAR_KEYWORD in kinds or inspect.Parameter.VAR_POSITIONAL in kinds:
+        return ("its forward takes *args or **kwargs, which torch.fx follows only partly: give "
+                "it named arguments, or import a module that calls it with named arguments")
+    return ("torch.fx traces forward with stand-in values: Python that needs real tensor values "
+            "(len(), .item(), numpy) cannot become a spec; import the modules around it")
 
 
 def _trace_one(path: str, module: nn.Module, inputs: list[str],
@@ -169,9 +186,8 @@ def _trace_one(path: str, module: nn.Module, inputs: list[str],
                      "tensor operations, or import the modules around it") from None
     except Exception as e:  # anything the user's forward does that tracing cannot follow
         raise cannot("LS160", f"{where(path, module)} cannot be traced: {type(e).__name__}: "
-                     f"{str(e).splitlines()[0] if str(e) else ''}",
-                     "torch.fx traces forward with stand-in values: Python that needs real "
-                     "tensor values (len(), .item(), numpy) cannot become a spec") from None
+                     f"{str(e).splitlines()[0] if str(e) else ''}"[:400],
+                     _trace_hint(module)) from None
     finally:
         for m, training in was_training.items():
             m.training = training
@@ -217,9 +233,22 @@ def shape_pass(trace: Trace, shapes: Sequence[tuple[int, ...]],
     except Exception as e:
         raise cannot("LS160", f"{_failing(trace)} fails at the given input: "
                      f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:400],
-                     "check --input: its shapes and dtypes must be what the model takes"
-                     ) from None
+                     _shape_hint(e)) from None
     trace.specialised = why
+
+
+def _shape_hint(e: Exception) -> str:
+    """What to do when the shape pass (a meta copy of the model, fake inputs) fails."""
+    name = type(e).__name__
+    if "DeviceMismatch" in name or "meta and cpu" in str(e):
+        return ("the model runs as a meta copy: a tensor forward makes without `device=` (torch."
+                "arange(n), torch.ones(...)) is on the CPU; make it on its input's device "
+                "(device=x.device)")
+    if "DataDependent" in name:
+        return ("forward needs a tensor's values (a mask built from data, a nonzero(), an "
+                "item()): a spec cannot depend on them; pass the mask as an input or import the "
+                "modules around it")
+    return "check --input: its shapes and dtypes must be what the model takes"
 
 
 def _all(trace: Trace) -> list[Traced]:

@@ -178,16 +178,34 @@ def _state(m: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
     return sorted((name, tuple(t.shape)) for name, t in tensors)
 
 
+def _state_difference(mine: dict[str, tuple[int, ...]], theirs: dict[str, tuple[int, ...]],
+                      most: int = 3) -> str:
+    """How the rebuilt layer's tensors differ from the module's: the first few differences and
+    their counts (nn.Transformer holds hundreds of tensors)."""
+    missing = [n for n in theirs if n not in mine]
+    extra = [n for n in mine if n not in theirs]
+    shaped = [f"{n} {list(mine[n])} where the module's is {list(theirs[n])}" for n in mine
+              if n in theirs and mine[n] != theirs[n]]
+    parts = []
+    for what, names in (("lacks", missing), ("has in addition", extra),
+                        ("holds other shapes,", shaped)):
+        if names:
+            more = f" and {len(names) - most:,} more" if len(names) > most else ""
+            parts.append(f"{what} {', '.join(names[:most])}{more}")
+    counts = "" if len(mine) == len(theirs) else \
+        f"holds {len(mine):,} tensors where the module holds {len(theirs):,}: "
+    return counts + "; ".join(parts)
+
+
 def _differs(module: nn.Module, call: LayerCall) -> str | None:
     """Why the layer rebuilt from `call` is not the module's twin (None: it is)."""
     try:
         rebuilt = call.build()
     except Exception as e:  # the class refused the recovered arguments
         return f"cannot be built: {type(e).__name__}: {e}"
-    if _state(rebuilt) != _state(module):
-        mine = ", ".join(f"{n} {list(s)}" for n, s in _state(rebuilt)) or "no tensors"
-        theirs = ", ".join(f"{n} {list(s)}" for n, s in _state(module)) or "no tensors"
-        return f"holds {mine}, but the module holds {theirs}"
+    mine, theirs = dict(_state(rebuilt)), dict(_state(module))
+    if mine != theirs:
+        return _state_difference(mine, theirs)
     if rebuilt.extra_repr() != module.extra_repr():
         return f"reads '{rebuilt.extra_repr()}', but the module reads '{module.extra_repr()}'"
     return None

@@ -161,6 +161,8 @@ def import_module(module: nn.Module, inputs: Sequence[InputShape],
     if trace.specialised:
         notes.append("sizes are written as they are at the given input (the symbolic shape "
                      f"pass failed: {trace.specialised})")
+    else:
+        notes += _pinned_notes(doc.get("inputs", {}), shapes)
     head = _header(module, source, inputs, dtype, checked.summary, notes)
     return Imported(head + text, checked.params, checked.summary, notes)
 
@@ -280,6 +282,26 @@ def _inputs(root: Body, trace: Any, dtypes: list[torch.dtype],
         text = str(dtype).removeprefix("torch.")
         out[name] = Flow(shape) if text == float_dtype else {"shape": Flow(shape), "dtype": text}
     return out
+
+
+def _pinned_notes(written: dict[str, Any], shapes: list[tuple[int, ...]]) -> list[str]:
+    """Sizes the spec fixes where the model may take any: a dimension given as 0 or 1 (torch's
+    symbolic shapes fix those sizes) and a batch dimension a kernel guarded on (LSTM's, an
+    interpolation's); never silent, since the spec then refuses inputs the model takes."""
+    notes = []
+    for (name, decl), given in zip(written.items(), shapes, strict=False):
+        shape = decl["shape"] if isinstance(decl, dict) else decl
+        ones = [j for j, (w, g) in enumerate(zip(shape, given, strict=False))
+                if isinstance(w, int) and g in (0, 1)]
+        if ones:
+            notes.append(f"input '{name}' is written with size {given[ones[0]]} at dimension "
+                         f"{', '.join(map(str, ones))}: torch fixes sizes 0 and 1 when it "
+                         "traces; import at a size of 2 or more there to keep it free")
+        elif len(shape) >= 2 and isinstance(shape[0], int):
+            notes.append(f"input '{name}' is written with batch size {shape[0]}: a kernel "
+                         "guarded on it when traced (LSTM's, an interpolation's), so the spec "
+                         "takes only that size; edit it to B by hand if the model takes any")
+    return notes
 
 
 def _ties(module: nn.Module) -> list[tuple[str, str]]:
