@@ -168,7 +168,12 @@ def describe_failure(module: nn.Module | None, inputs: Sequence[Any] | None,
         text = f"{type(cause).__name__}: {cause}".strip()
         notes.append(f"torch: {text.splitlines()[0] if text else type(cause).__name__}")
     what = explain.headline(module, inputs or [], cause) or _what_failed(cause, why)
-    return what, notes, why[1] if why else None
+    hint = why[1] if why else None
+    if hint is None and any(isinstance(x, (tuple, list)) for x in inputs or []):
+        hint = ("an input is a tuple (a node that returns several values, such as LSTM's "
+                "(output, (h, c)) or MultiheadAttention's (output, weights)): pick one with "
+                "`in: NAME.0`")
+    return what, notes, hint
 
 
 def _what_failed(cause: BaseException, why: explain.Explanation | None) -> str:
@@ -183,9 +188,12 @@ def _what_failed(cause: BaseException, why: explain.Explanation | None) -> str:
     return "shape mismatch" if is_shape else "failure"
 
 
-def _describe(x: Any) -> str:
+def _describe(x: Any, depth: int = 0) -> str:
     if isinstance(x, torch.Tensor):
         return f"{list(x.shape)} {str(x.dtype).removeprefix('torch.')}"
+    if isinstance(x, (tuple, list)) and depth < 3:  # LSTM's (output, (h, c)): its shapes
+        shown = ", ".join(_describe(v, depth + 1) for v in x[:4])
+        return f"{type(x).__name__} ({shown}{', ...' if len(x) > 4 else ''})"
     return type(x).__name__
 
 

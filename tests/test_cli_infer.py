@@ -68,6 +68,18 @@ def test_conv_channel_mismatch_names_both_counts_on_meta(cli, write_spec):
     assert "parameters: weight [8, 16, 3, 3]" in r.stderr
 
 
+def test_a_tuple_input_shows_its_shapes_and_how_to_pick_one(cli, write_spec):
+    spec = write_spec("layers:\n  - lstm: LSTM(8, 16, batch_first=true)\n  - LazyLinear(4)\n")
+    r = cli("infer", spec, "--input", "2,5,8")
+    assert r.code == 1
+    assert "inputs: tuple ([2, 5, 16] float32, tuple ([1, 2, 16] float32, [1, 2, 16] float32))" \
+        in r.stderr
+    assert "pick one with `in: NAME.0`" in r.stderr
+    fixed = write_spec("layers:\n  - lstm: LSTM(8, 16, batch_first=true)\n"
+                       "  - op: LazyLinear(4)\n    in: lstm.0\n")
+    assert cli("infer", fixed, "--input", "2,5,8").code == 0
+
+
 def test_failure_inside_a_block_shows_the_trail(cli, write_spec):
     spec = write_spec(
         "blocks:\n"
