@@ -106,7 +106,9 @@ def _scaled(text: str | int, suffixes: dict[str, int], what: str, example: str) 
         if text > MAX_BUDGET:
             raise _budget_error(f"{what}: the number is too large (limit: 2**63 - 1)", example)
         return text
-    m = re.fullmatch(r"\s*([0-9]+)(?:\.([0-9]+))?\s*([A-Za-z]*)\s*", str(text))
+    # stripped first: whitespace on both sides of an optional suffix made the pattern
+    # backtrack quadratically (200,000 spaces ran for minutes)
+    m = re.fullmatch(r"([0-9]+)(?:\.([0-9]+))?\s*([A-Za-z]*)", str(text).strip())
     if not m or m.group(3).upper() not in suffixes:
         raise _budget_error(f"{what}: cannot read {_quoted(text)}", example)
     whole, fraction = m.group(1).lstrip("0"), (m.group(2) or "")[:_DIGITS]
@@ -195,6 +197,20 @@ def _check_keys(table: dict[str, Any], allowed: tuple[str, ...], where: str, pat
                                 did_you_mean(key, allowed) or "allowed: " + ", ".join(allowed))
 
 
+def _no_nul(table: dict[str, Any], path: Path) -> None:
+    """No string in the table holds a NUL (TOML's `\u0000`): no path or name can have one."""
+    stack: list[Any] = [table]
+    while stack:
+        value = stack.pop()
+        items = list(value.items()) if isinstance(value, dict) else \
+            [(None, v) for v in value] if isinstance(value, list) else []
+        for key, item in items:
+            if any(isinstance(x, str) and "\x00" in x for x in (key, item)):
+                raise _config_error(path, "[tool.lazyspec] holds a string with a NUL character "
+                                    "(\\u0000)", "no path, name or value can hold one")
+            stack.append(item)
+
+
 def _strings(value: Any, key: str, path: Path) -> list[str]:
     if isinstance(value, str):
         return [value]
@@ -237,6 +253,7 @@ def _parse(table: Any, path: Path) -> Config:
         raise _config_error(path, "[tool.lazyspec] must be a table")
     root = path.parent
     _check_keys(table, TOP_KEYS, "[tool.lazyspec]", path)
+    _no_nul(table, path)
     config = Config(root=root, path=path, lock=root / str(table.get("lock", DEFAULT_LOCK)))
     config.specs = [root / p for p in _strings(table.get("specs", []), "specs", path)]
     config.allow = tuple(_strings(table.get("allow", []), "allow", path))

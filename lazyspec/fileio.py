@@ -61,7 +61,10 @@ def resolved(path: str | os.PathLike[str]) -> Path:
     """`path` made absolute with its symlinks followed, as `Path.resolve()` does, except that a
     symlink loop is not Python 3.11's RuntimeError: the looping part is left as it is, and the
     read or write that follows fails with ELOOP, an OSError every reader reports (exit 2, or
-    the spec's own diagnostic for an include). Every path lazyspec resolves goes through here."""
+    the spec's own diagnostic for an include). Every path lazyspec resolves goes through here.
+    A NUL in the path (no file can have one) is an OSError too, not Python's ValueError."""
+    if "\x00" in os.fspath(path):
+        raise OSError(errno.EINVAL, "a path cannot hold a NUL character", os.fspath(path))
     return Path(os.path.realpath(path))
 
 
@@ -201,15 +204,16 @@ def read_capped(path: Path, limit: int) -> bytes:
 def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
     """Remove the temporary files that killed writes of `name` left in `folder`: those whose
     writing process is gone, and any older than STALE_SECONDS. Returns what was removed."""
-    prefix = f".{name}."
+    # exactly the names atomic_write_with gives (mkstemp: `.NAME.PID.` + 8 of [a-z0-9_] +
+    # `.tmp`): a file of the user's that merely looks like one is never touched
+    ours = re.compile(re.escape(f".{name}.") + r"([0-9]+)\.[a-z0-9_]{8}\.tmp")
     try:
-        found = [p for p in folder.iterdir() if p.name.startswith(prefix)
-                 and p.name.endswith(".tmp")]
+        found = [(p, m.group(1)) for p in folder.iterdir() if (m := ours.fullmatch(p.name))]
     except OSError:
         return []
     removed = []
-    for p in found:
-        alive = _writer_alive(p.name[len(prefix):].split(".", 1)[0])
+    for p, pid in found:
+        alive = _writer_alive(pid)
         try:
             old = time.time() - p.stat().st_mtime > STALE_SECONDS
         except OSError:

@@ -207,6 +207,18 @@ def _check_checkpoint(outcome: RunOutcome, done: engine.Outcome, spec: Path) -> 
         outcome.diagnostics.extend(e.diagnostics)
 
 
+def _key_root(lock_path: Path) -> Path:
+    """The folder the lock's spec keys are relative to: the lock file's own, so a lock reached
+    through a link in another folder (`alt/link.lock -> ../lazyspec.lock`) holds the same keys
+    as the file it is (its write replaces the link's target)."""
+    try:
+        if lock_path.is_symlink() and resolved(lock_path).is_file():
+            return resolved(lock_path).parent
+    except OSError:  # a link loop: the read or the write says so
+        pass
+    return lock_path.parent
+
+
 def run_all(paths: Sequence[Path], config: Config, options: GateOptions, *, update: bool,
             lock_path: Path, force: bool = False, jobs: int = 1,
             pool: Pool | None = None) -> GateReport:
@@ -218,7 +230,7 @@ def run_all(paths: Sequence[Path], config: Config, options: GateOptions, *, upda
         raise UsageError([Diagnostic("LS301", "no specs to check",
                                      hint="name spec files or folders, or set `specs` under "
                                      "[tool.lazyspec]")])
-    key_root = lock_path.parent
+    key_root = _key_root(lock_path)
     scope = [spec_key(p, key_root) for p in (list(paths) or config.specs)]
     report = GateReport(_shown(lock_path), [], command="lock" if update else "check")
     if update:  # refused before any work: a file that is not a lock, an unresolvable conflict

@@ -71,18 +71,33 @@ class InputShape:
         return f"{name}{dims}{':' + self.dtype if self.dtype else ''}"
 
 
-_INPUT_RE = re.compile(r"^\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*=)?\s*(?P<dims>[^:=]*?)\s*"
-                       r"(?::\s*(?P<dtype>[A-Za-z0-9_.]+))?\s*$")
+def _split_input(text: str) -> tuple[str | None, str, str | None] | None:
+    """(name, dims, dtype) of `[NAME=]DIMS[:DTYPE]`, None when it is not that form. Split at
+    `=` and `:`, not by a regular expression: whitespace runs cannot make it backtrack."""
+    name: str | None = None
+    rest = text.strip()
+    if "=" in rest:
+        head, _, rest = rest.partition("=")
+        name = head.strip()
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            return None
+    dims, colon, dtype = rest.partition(":")
+    if "=" in dims or "=" in dtype or ":" in dtype:
+        return None
+    if colon and not re.fullmatch(r"[A-Za-z0-9_.]+", dtype.strip()):
+        return None
+    return name, dims, dtype.strip() if colon else None
 
 
 def parse_input(text: str) -> InputShape:
     """Parse `2,20`, `idx=2,64:int64` or `[2, 20]`; raises UsageError."""
-    m = _INPUT_RE.match(text)
     shown = text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
-    if not m:
+    split = _split_input(text)
+    if split is None:
         raise usage_error(f"cannot read --input '{shown}'",
                           "write [NAME=]D1,D2,...[:DTYPE], for example 2,20 or idx=2,64:int64")
-    dims_text = m.group("dims").strip().strip("[]()")
+    name, dims, dtype_text = split
+    dims_text = dims.strip().strip("[]()")
     parts = [p.strip() for p in re.split(r"[,\s]+", dims_text) if p.strip()] if dims_text else []
     if not parts:
         raise usage_error(f"--input '{shown}' has no dimensions", "for example --input 2,20")
@@ -100,8 +115,8 @@ def parse_input(text: str) -> InputShape:
             raise usage_error(f"dimension {p[:60]}{'...' if len(p) > 60 else ''} in --input "
                               f"'{shown}' is too large", "the limit is 2**40")
         shape.append(int(digits))
-    dtype = canonical_dtype(m.group("dtype"), "input dtype") if m.group("dtype") else None
-    return InputShape(m.group("name"), tuple(shape), dtype)
+    dtype = canonical_dtype(dtype_text, "input dtype") if dtype_text else None
+    return InputShape(name, tuple(shape), dtype)
 
 
 

@@ -159,14 +159,15 @@ def _yaml(text: str, path: Path) -> Any:
 def _as_written(text: str, path: Path) -> list[LockEntry] | None:
     """The entries of text exactly as `render` writes it, read line by line in linear time;
     None for any other text (then the YAML reader decides)."""
+    # Only what `render` gives back unchanged is taken: for that text the YAML reader would
+    # read the same entries, so the two readers never disagree. (Rendering recurses into
+    # nested outputs, so it is inside the try too.)
     try:
         data = _lines_data(text)
         entries = _entries(data, path) if data is not None else None
+        return entries if entries is not None and render(entries) == text else None
     except (UsageError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
-    # Only what `render` gives back unchanged is taken: for that text the YAML reader would
-    # read the same entries, so the two readers never disagree.
-    return entries if entries is not None and render(entries) == text else None
 
 
 def _lines_data(text: str) -> dict[str, Any] | None:
@@ -175,7 +176,7 @@ def _lines_data(text: str) -> dict[str, Any] | None:
     if lines[0] + "\n" != HEADER or lines[-1] != "" or len(lines) < 4 or \
             not lines[1].startswith("version: "):
         return None
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(parse_int=_bounded_int)
     specs: dict[str, Any] = {}
     runs: dict[str, Any] = {}
     run: dict[str, Any] = {}
@@ -185,13 +186,13 @@ def _lines_data(text: str) -> dict[str, Any] | None:
             params.append(line[8:])
             continue
         if params:
-            run["params"] = json.loads("{" + ",".join(params) + "}")
+            run["params"] = json.loads("{" + ",".join(params) + "}", parse_int=_bounded_int)
             params = []
         if not line:
             break
         if line.startswith("      ") and not line.startswith("       "):
             name, _, value = line[6:].partition(":")
-            run[name] = json.loads(value) if value.strip() else {}
+            run[name] = json.loads(value, parse_int=_bounded_int) if value.strip() else {}
             continue
         depth = len(line) - len(line.lstrip(" "))
         key, end = decoder.raw_decode(line, depth)
@@ -201,7 +202,18 @@ def _lines_data(text: str) -> dict[str, Any] | None:
             runs = specs[key] = {}
         else:
             run = runs[key] = {}
-    return {"version": json.loads(lines[1][9:]), "specs": specs}
+    return {"version": json.loads(lines[1][9:], parse_int=_bounded_int), "specs": specs}
+
+
+def _bounded_int(text: str) -> int:
+    """An integer of the fast reader, at most 256 bits as the YAML reader allows (ValueError
+    otherwise: the text then goes to the YAML reader, which says where)."""
+    if len(text.lstrip("-").lstrip("0")) > 78:  # 2**256 has 78 digits
+        raise ValueError("integer too large")
+    value = int(text)
+    if value.bit_length() > 256:
+        raise ValueError("integer too large")
+    return value
 
 
 def _entries(data: Any, path: Path) -> list[LockEntry]:

@@ -164,21 +164,25 @@ def test_a_run_killed_before_its_rename_leaves_a_temporary_that_the_next_run_rem
 
 def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
     target = tmp_path / "lazyspec.lock"
-    dead = tmp_path / f".lazyspec.lock.{dead_pid()}.ab12cd.tmp"
-    live = tmp_path / f".lazyspec.lock.{os.getpid()}.ef34gh.tmp"  # a write in progress
-    unknown = tmp_path / ".lazyspec.lock.ij56kl.tmp"  # no process id: kept while young
-    ancient = tmp_path / ".lazyspec.lock.mn78op.tmp"
-    other = tmp_path / f".report.txt.{dead_pid()}.qr90st.tmp"  # another file's
-    for p in (dead, live, unknown, ancient, other):
+    dead = tmp_path / f".lazyspec.lock.{dead_pid()}.ab12cd_x.tmp"
+    live = tmp_path / f".lazyspec.lock.{os.getpid()}.ef34gh56.tmp"  # a write in progress
+    ancient = tmp_path / f".lazyspec.lock.{os.getpid()}.mn78op90.tmp"  # over an hour old
+    # not names lazyspec writes (mkstemp's: .NAME.PID.<8 of [a-z0-9_]>.tmp): never touched
+    theirs = [tmp_path / ".lazyspec.lock.ij56kl.tmp", tmp_path / ".lazyspec.lock.backup.tmp",
+              tmp_path / f".lazyspec.lock.{dead_pid()}.tmp",
+              tmp_path / f".lazyspec.lock.{dead_pid()}.ABCDEFGH.tmp",
+              tmp_path / f".report.txt.{dead_pid()}.qr90st12.tmp"]  # another file's
+    for p in (dead, live, ancient, *theirs):
         p.write_text("partial", encoding="utf-8")
     hour_ago = time.time() - STALE_SECONDS - 60
-    os.utime(ancient, (hour_ago, hour_ago))
+    for p in (ancient, *theirs):
+        os.utime(p, (hour_ago, hour_ago))
 
     atomic_write(target, "version: 1\nspecs: {}\n", "lock file")
 
     assert target.read_text(encoding="utf-8") == "version: 1\nspecs: {}\n"
     assert not dead.exists() and not ancient.exists()
-    assert live.exists() and unknown.exists() and other.exists()
+    assert live.exists() and all(p.exists() for p in theirs)
 
 
 # --- failures leave the old file, and say why --------------------------------------------------

@@ -227,3 +227,154 @@ def test_a_lock_written_by_lazyspec_is_still_read(tmp_path: Path,
         with pytest.raises(SystemExit) as info:
             main([command, "m.yaml", "--input", "2,20", "--lock", "l.lock"])
         assert info.value.code == 0
+
+
+# --- a second round: patterns that backtracked, quadratic quoting, NULs, deep locks -------------
+
+
+def in_child(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a child process: a regular expression that backtracks holds the GIL and
+    ignores signals, so only a timeout on another process can stop it (a hang guard, not a
+    timing: each of these returns in milliseconds)."""
+    return subprocess.run([sys.executable, "-c", code], env=dict(os.environ,
+                          PYTHONPATH=str(ROOT)), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize(("code", "expect"), [
+    # an input set of spaces ended by `=` (a lock's or a config's inputs, any --input)
+    ("from lazyspec.inputs import parse_input as p\n"
+     "try:\n p(' ' * 3000 + '=')\nexcept Exception as e: print(e.diagnostics[0].message[:14])",
+     "cannot read --"),
+    ("from lazyspec.inputs import parse_input as p\n"
+     "try:\n p(' ' * 300 + '=2')\nexcept Exception as e: print(e.diagnostics[0].message[:14])",
+     "cannot read --"),
+    # a budget in pyproject.toml with 200,000 spaces
+    ("from lazyspec.config import parse_count as p\n"
+     "try:\n p('1' + ' ' * 200000 + '!')\nexcept Exception as e: print('refused')", "refused"),
+    # the YAML hint for `- op` followed by a key, on a line of 200,000 spaces
+    ("from lazyspec.spec.yamlload import load_yaml\n"
+     "text = 'layers:\\n  - a' + ' ' * 200000 + ':b\\n    in: x\\n'\n"
+     "try:\n load_yaml(text, 's.yaml')\nexcept Exception as e: print(e.diagnostics[0].code)",
+     "LS101"),
+])
+def test_no_pattern_backtracks_on_long_runs_of_spaces(code: str, expect: str) -> None:
+    done = in_child(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expect
+
+
+def test_the_input_form_still_reads_as_before() -> None:
+    from lazyspec.inputs import parse_input
+
+    assert str(parse_input(" x = 2 , 3 : float16 ")) == "x=2,3:float16"
+    assert str(parse_input("[2, 20]")) == "2,20" and str(parse_input("B 3 H W")) == "B,3,H,W"
+    for bad in ("=2", "x=y=2", "2:int:3", "2,3:", "1x=2"):
+        with pytest.raises(Exception, match="cannot read --input"):
+            parse_input(bad)
+
+
+def test_a_long_line_is_quoted_from_a_window_around_the_caret(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quoting a 1 MB line escaped all of it for each diagnostic on it (minutes for 10,000)."""
+    from lazyspec.report import diagnostics
+
+    seen = []
+    real = diagnostics.visible
+
+    def counting(text: str) -> str:
+        seen.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(diagnostics, "visible", counting)
+    line = "layers: [" + "X, " * 300_000 + "X]"
+    text, caret = diagnostics.quoted(line, 450_000)
+    assert text.startswith("...") and text.endswith("...") and text[caret] == line[449_999]
+    assert sum(seen) <= 8 * diagnostics.QUOTE_WIDTH
+
+
+def test_stderr_shows_the_first_hundred_diagnostics_and_counts_the_rest() -> None:
+    from lazyspec.errors import Diagnostic, Location
+    from lazyspec.report.diagnostics import render_all
+
+    many = [Diagnostic("LS120", f"unknown op 'X{i}'", Location("m.yaml", 1, i + 1))
+            for i in range(250)]
+    text = render_all(many, lambda path: ["layers: [" + "X, " * 250 + "]"])
+    assert text.count("error[LS120]") == 100
+    assert "... and 150 more diagnostics" in text and text.endswith("250 errors")
+
+
+def test_an_unknown_op_repeated_is_looked_up_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lazyspec import errors, ops
+
+    calls = []
+    real = errors.did_you_mean
+    monkeypatch.setattr(errors, "did_you_mean", lambda *a: calls.append(a) or real(*a))
+    ops._suggestion.cache_clear()
+    for _ in range(50):
+        with pytest.raises(ops.OpLookupError, match="unknown op 'Lineer'"):
+            ops.resolve("Lineer", ())
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("table", [
+    'specs = ["specs\\u0000"]', '[[tool.lazyspec.run]]\nspec = "m\\u0000.yaml"',
+    'lock = "x\\u0000.lock"',
+    '[[tool.lazyspec.run]]\nspec = "m.yaml"\ncheckpoint = "w\\u0000.safetensors"'])
+def test_a_nul_in_pyproject_is_a_clear_error(table: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    case = Bad("pyproject-nul", ["check", "--input", "2,20"],
+               {"m.yaml": MLP, "pyproject.toml": "[tool.lazyspec]\n" + table + "\n"},
+               code="LS304", text="NUL character")
+    run_case(case, tmp_path, monkeypatch, capsys)
+
+
+def test_a_nul_in_a_path_is_an_oserror() -> None:
+    from lazyspec.fileio import resolved
+
+    with pytest.raises(OSError, match="NUL"):
+        resolved("a\x00b.yaml")
+
+
+def written_lock(outputs: str, total: str = "7946") -> str:
+    return ("# lazyspec.lock: written by `lazyspec lock`. Review changes like code; do not "
+            "edit by hand.\nversion: 1\nspecs:\n  \"m.yaml\":\n    \"input=2,20\":\n"
+            f"      inputs: [\"2,20\"]\n      outputs: {outputs}\n      total: {total}\n"
+            "      params: {}\n")
+
+
+def test_the_written_lock_form_bounds_nesting_and_integers(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    from lazyspec import lock
+
+    assert lock.HEADER.startswith("# lazyspec.lock: written by `lazyspec lock`")
+    deep = written_lock("[" * 700 + "2" + "]" * 700)
+    huge = written_lock("[[2, 10]]", total="9" * 4000)
+    for text in (deep, huge):
+        case = Bad("lock-written-form", ["check", "m.yaml", "--input", "2,20", "--lock",
+                                         "l.lock"], {"m.yaml": MLP, "l.lock": text},
+                   code="LS305")
+        run_case(case, tmp_path, monkeypatch, capsys)
+
+
+def test_a_lock_reached_through_a_link_keys_specs_from_its_own_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "m.yaml").write_text(MLP, encoding="utf-8")
+    (tmp_path / "alt").mkdir()
+    (tmp_path / "alt" / "link.lock").symlink_to("../lazyspec.lock")
+    monkeypatch.chdir(tmp_path)
+    for args in (["lock", "specs/m.yaml", "--input", "2,20"],
+                 ["lock", "specs/m.yaml", "--input", "2,20", "--lock", "alt/link.lock"]):
+        with pytest.raises(SystemExit) as info:
+            main(args)
+        assert info.value.code == 0
+    text = (tmp_path / "lazyspec.lock").read_text(encoding="utf-8")
+    assert '"specs/m.yaml"' in text and "../specs" not in text
+    assert (tmp_path / "alt" / "link.lock").is_symlink()
+    with pytest.raises(SystemExit) as info:
+        main(["check", "specs/m.yaml", "--input", "2,20"])
+    assert info.value.code == 0

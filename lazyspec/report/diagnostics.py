@@ -47,6 +47,15 @@ def one_line(text: str) -> str:
 def quoted(line: str, col: int, width: int = QUOTE_WIDTH) -> tuple[str, int]:
     """A source line as a diagnostic shows it, and where the caret goes under it: escaped (see
     `one_line`) and, when long, cut to about `width` characters around column `col`."""
+    if len(line) > 4 * width:  # only a window around the caret is read: escaping a whole
+        # 1 MB line for each of its diagnostics took minutes
+        start = max(0, min(col - 1, len(line)) - 2 * width)
+        text, caret = quoted(line[start:start + 4 * width], col - start, width)
+        if start and not text.startswith("..."):
+            text, caret = "..." + text, caret + 3
+        if start + 4 * width < len(line) and not text.endswith("..."):
+            text += "..."
+        return text, caret
     line = line.expandtabs(1)  # a tab is one column, as in YAML's positions
     at = min(max(col - 1, 0), len(line))
     beyond = max(col - 1 - len(line), 0)  # a caret after the end of the line
@@ -115,10 +124,16 @@ def _ran(ran: list[str], shown: int = 8) -> str:
     return f"{len(ran)} nodes, the last: " + one_line(", ".join(map(_short, ran[-shown:])))
 
 
+MAX_SHOWN = 100  # diagnostics rendered on stderr
+
+
 def render_all(diagnostics: list[Diagnostic], lines: SourceLines,
                ran: list[str] | None = None) -> str:
     ordered = sorted(diagnostics, key=lambda d: (d.location is not None, d.location or ""))
-    blocks = [render(d, lines, ran) for d in ordered]
+    blocks = [render(d, lines, ran) for d in ordered[:MAX_SHOWN]]
+    if len(ordered) > MAX_SHOWN:  # 10,000 refused includes are not 10,000 screens
+        blocks.append(f"... and {len(ordered) - MAX_SHOWN:,} more diagnostics (the first "
+                      f"{MAX_SHOWN} are shown; --format json lists them all)")
     errors = sum(1 for d in diagnostics if d.severity == "error")
     if errors > 1:
         blocks.append(f"{errors} errors")

@@ -171,12 +171,18 @@ def _yaml_diag(e: yaml.MarkedYAMLError, path: str, text: str) -> Diagnostic:
     return Diagnostic("LS101", f"YAML syntax error: {message}", loc, hint=hint)
 
 
+HINT_LINE_CHARS = 400  # a longer line gets the general hint: no op string is that long
+
+
 def _node_keys_hint(lines: list[str], line: int) -> str | None:
     """`- Flatten(1)` with `in:` on the next line: an op string cannot take keys; show the
     mapping form of that node."""
-    if not 1 < line <= len(lines):
+    if not 1 < line <= len(lines) or len(lines[line - 2]) > HINT_LINE_CHARS:
         return None
-    item = re.match(r"^(\s*)-\s+([^:#]+?)\s*(#.*)?$", lines[line - 2])
+    # the comment cut and the op's trailing spaces stripped first: a pattern that matched
+    # them took time quadratic in the line's length
+    before = lines[line - 2].partition("#")[0].rstrip()
+    item = re.match(r"^(\s*)-\s+([^:#\s][^:#]*)$", before)
     key = re.match(r"^(\s*)([A-Za-z_]\w*)\s*:", lines[line - 1])
     if not item or not key or len(key.group(1)) <= len(item.group(1)):
         return None
