@@ -54,14 +54,23 @@ class Lines:
         i = bisect.bisect_right(self.starts, offset) - 1
         return types.Position(i, self.units(self.text[self.starts[i]:offset]))
 
+    def holds(self, pos: types.Position) -> bool:
+        """Whether the position's line is in the buffer (a client may send any number)."""
+        return 0 <= pos.line < len(self.starts) and pos.character >= 0
+
     def offset(self, pos: types.Position) -> int:
-        """The character offset of an LSP position (clamped to its line)."""
+        """The character offset of an LSP position (clamped to its line, and to the buffer)."""
+        if pos.line >= len(self.starts):
+            return len(self.text)
+        if pos.line < 0:
+            return 0
         line = self.line(pos.line)
-        units, chars = 0, 0
-        while chars < len(line) and units < pos.character:
-            units += self.units(line[chars])
-            chars += 1
-        return (self.starts[pos.line] if pos.line < len(self.starts) else len(self.text)) + chars
+        if self.encoding == "utf-32" or line.isascii():  # a unit is a character
+            chars = min(max(pos.character, 0), len(line))
+        else:  # the first prefix that reaches the column: units grow with the prefix
+            chars = min(bisect.bisect_left(range(len(line) + 1), pos.character,
+                                           key=lambda k: self.units(line[:k])), len(line))
+        return self.starts[pos.line] + chars
 
     def yaml_offset(self, line: int, col: int) -> int:
         """The offset of a lazyspec position (1-based line and column), clamped to its line."""
@@ -81,6 +90,8 @@ class Lines:
 
     def word_at(self, pos: types.Position) -> tuple[str, int] | None:
         """The identifier under the cursor and its offset."""
+        if not self.holds(pos):
+            return None
         line, start = self.line(pos.line), self.starts[min(pos.line, len(self.starts) - 1)]
         here = self.offset(pos) - start
         for m in _WORD.finditer(line):
@@ -207,6 +218,8 @@ def hover(found: Analysis | None, spec: Spec | None, lines: Lines,
           pos: types.Position) -> types.Hover | None:
     """On a param: its value. On a block or op name: its signature. On a node's line: its
     output, parameters with shapes, FLOPs and the op's signature."""
+    if not lines.holds(pos):
+        return None
     word = lines.word_at(pos)
     text = None
     if word is not None and spec is not None:
@@ -314,7 +327,7 @@ def _scope(spec: Spec, lines: Lines, line: int) -> tuple[Graph, dict[str, Param]
 
 def definition(spec: Spec | None, lines: Lines, pos: types.Position) -> list[types.Location]:
     """Where a block, a param, a node named in `in:` / `share:`, or an input is defined."""
-    word = lines.word_at(pos)
+    word = lines.word_at(pos)  # None too for a position outside the buffer
     if spec is None or word is None:
         return []
     name = word[0]
@@ -356,6 +369,8 @@ def completion(spec: Spec | None, lines: Lines, pos: types.Position, ops: list[s
                keys: Keys) -> types.CompletionList:
     """Op and block names after `- ` (or `- name: `); node and input names after `in:` or
     `share:`; keys at the start of a line; params and the expression functions elsewhere."""
+    if not lines.holds(pos):
+        return types.CompletionList(is_incomplete=False, items=[])
     before = lines.line(pos.line)[:lines.offset(pos) - lines.starts[pos.line]]
     blocks = list(spec.blocks) if spec is not None else []
     graph, params = _scope(spec, lines, pos.line) if spec is not None else (None, {})

@@ -5,6 +5,11 @@ the worker, see runner.py) and its last good parse (done here, torch-free, for n
 completion). An edit is debounced (DEBOUNCE_S), then parsed and submitted; a result that comes
 back for an older version than the document's is dropped. Diagnostics are published with the
 version they belong to, and the editor is asked to refresh its inlay hints.
+
+Untrusted input is bounded: the stream is read through `CappedReader` (stream.py); a document
+over the spec size cap that the CLI uses (MAX_FILE_BYTES) or whose path cannot be a file (a NUL)
+gets one diagnostic and no analysis, and requests on it answer empty. A buffer's `Lines` is built
+once per text, not per request.
 """
 
 from __future__ import annotations
@@ -13,17 +18,20 @@ import asyncio
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO, cast
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from lazyspec import __version__
+from lazyspec.errors import usage_error
 from lazyspec.lsp import features
 from lazyspec.lsp.analysis import Analysis, Job
 from lazyspec.lsp.runner import Runner
+from lazyspec.lsp.stream import CappedReader
 from lazyspec.spec.model import Spec
+from lazyspec.spec.yamlload import MAX_FILE_BYTES
 
 DEBOUNCE_S = 0.1  # an edit waits this long for the next keystroke before it is analysed
 TRIGGERS = ["(", "[", ",", " "]
@@ -37,6 +45,8 @@ class Document:
     analysis: Analysis | None = None  # the newest delivered (may be older than `version`)
     spec: Spec | None = None  # the newest buffer that parsed
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    # the text `lines` was last built from, and its Lines (None: the text is too large)
+    cached: tuple[str, features.Lines | None] | None = field(default=None, repr=False)
 
 
 class SpecServer(LanguageServer):
@@ -86,6 +96,14 @@ class SpecServer(LanguageServer):
         text_doc = self.workspace.get_text_document(uri)
         version, text = text_doc.version or 0, text_doc.source
         doc.version = version
+        refusal = _refusal(doc.path, text)
+        if refusal is not None:  # no analysis: say why, once, and forget older results
+            doc.spec, doc.analysis = None, None
+            if self.runner is not None:
+                self.runner.forget(uri)
+            self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
+                uri, [refusal], version=version))
+            return
         if self.runner is None:
             self.start_runner()
         assert self.runner is not None
@@ -100,14 +118,46 @@ class SpecServer(LanguageServer):
             return  # a stale result: a newer edit is on its way
         doc.analysis = found
         lines = self.lines(found.uri)
+        if lines is None:
+            return  # grown over the cap since: its own diagnostic is on its way
         self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
             found.uri, features.diagnostics(found, lines, doc.spec), version=found.version))
         if _refresh_supported(self):
             self.workspace_inlay_hint_refresh(None)
 
-    def lines(self, uri: str) -> features.Lines:
-        return features.Lines(self.workspace.get_text_document(uri).source,
-                              _encoding(self))
+    def lines(self, uri: str) -> features.Lines | None:
+        """The document's Lines, built once per text; None for a text over the size cap
+        (requests on it answer empty: every answer would walk the whole text)."""
+        text = self.workspace.get_text_document(uri).source
+        doc = self.documents.get(uri)
+        if doc is not None and doc.cached is not None and doc.cached[0] is text:
+            return doc.cached[1]
+        lines = None if too_large(text) else features.Lines(text, _encoding(self))
+        if doc is not None:
+            doc.cached = (text, lines)
+        return lines
+
+
+def too_large(text: str) -> bool:
+    """Over the CLI's spec size cap, in UTF-8 bytes (the length in characters first: a
+    character is at least one byte, so a huge text is refused without encoding it)."""
+    return len(text) > MAX_FILE_BYTES or \
+        len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES
+
+
+def _refusal(path: str, text: str) -> types.Diagnostic | None:
+    """Why a document is not analysed at all, as its one diagnostic; None if it is."""
+    if "\x00" in path:
+        code, message = "LS100", ("the document's path holds a NUL character (%00): no file "
+                                  "can have that name, so it is not analysed")
+    elif too_large(text):
+        code, message = "LS106", (f"spec file is over the {MAX_FILE_BYTES:,}-byte limit: "
+                                  "not analysed")
+    else:
+        return None
+    start = types.Position(0, 0)
+    return types.Diagnostic(types.Range(start, start), message, code=code, source="lazyspec",
+                            severity=types.DiagnosticSeverity.Error)
 
 
 def parse(path: str, text: str) -> Spec | None:
@@ -194,33 +244,35 @@ def _register_answers(server: SpecServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_INLAY_HINT, types.InlayHintOptions())
     def inlay_hint(params: types.InlayHintParams) -> list[types.InlayHint]:
         doc = server.documents.get(params.text_document.uri)
-        if doc is None or doc.analysis is None:
+        lines = server.lines(doc.uri) if doc is not None else None
+        if doc is None or doc.analysis is None or lines is None:
             return []
-        return features.inlay_hints(doc.analysis, server.lines(doc.uri), doc.spec,
-                                    params.range)
+        return features.inlay_hints(doc.analysis, lines, doc.spec, params.range)
 
     @server.feature(types.TEXT_DOCUMENT_HOVER)
     def hover(params: types.HoverParams) -> types.Hover | None:
         doc = server.documents.get(params.text_document.uri)
-        if doc is None:
+        lines = server.lines(doc.uri) if doc is not None else None
+        if doc is None or lines is None:
             return None
-        return features.hover(doc.analysis, doc.spec, server.lines(doc.uri), params.position)
+        return features.hover(doc.analysis, doc.spec, lines, params.position)
 
     @server.feature(types.TEXT_DOCUMENT_DEFINITION)
     def definition(params: types.DefinitionParams) -> list[types.Location]:
         doc = server.documents.get(params.text_document.uri)
-        if doc is None:
+        lines = server.lines(doc.uri) if doc is not None else None
+        if doc is None or lines is None:
             return []
-        return features.definition(doc.spec, server.lines(doc.uri), params.position)
+        return features.definition(doc.spec, lines, params.position)
 
     @server.feature(types.TEXT_DOCUMENT_COMPLETION,
                     types.CompletionOptions(trigger_characters=TRIGGERS))
     def completion(params: types.CompletionParams) -> types.CompletionList:
         doc = server.documents.get(params.text_document.uri)
-        if doc is None:
+        lines = server.lines(doc.uri) if doc is not None else None
+        if doc is None or lines is None:
             return types.CompletionList(is_incomplete=False, items=[])
-        return features.completion(doc.spec, server.lines(doc.uri), params.position,
-                                   server.ops, _keys())
+        return features.completion(doc.spec, lines, params.position, server.ops, _keys())
 
 
 def _keys() -> features.Keys:
@@ -235,10 +287,15 @@ def serve() -> int:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print goes to stderr
     sys.stdout = sys.stderr
     server = build()
+    reader = CappedReader(sys.stdin.buffer)  # pygls would read any Content-Length in one go
     try:
-        server.start_io(sys.stdin.buffer, protocol_out)
+        server.start_io(cast(BinaryIO, reader), protocol_out)
     finally:
         server.stop_runner()
+    if reader.refused is not None:
+        raise usage_error(f"{reader.refused}; the language server stops",
+                          "the editor (or whatever writes to the server) sent a malformed "
+                          "message", code="LS100")
     return 0
 
 
