@@ -32,7 +32,8 @@ TORCH_FREE = ["lazyspec", "lazyspec.budgets", "lazyspec.cli", "lazyspec.config",
               "lazyspec.examples", "lazyspec.scaffold", "lazyspec.importers",
               "lazyspec.importers.specdoc",
               "lazyspec.watch", "lazyspec.parallel", "lazyspec.lsp", "lazyspec.lsp.analysis",
-              "lazyspec.lsp.runner", "lazyspec.lsp.features", "lazyspec.lsp.server"]
+              "lazyspec.lsp.runner", "lazyspec.lsp.features", "lazyspec.lsp.server",
+              "lazyspec.lsp.stream"]
 
 
 def module_name(path: Path) -> str:
