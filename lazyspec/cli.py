@@ -352,7 +352,7 @@ def infer(
         return outcome
 
     if watch:
-        _watch(lambda: [*once().sources], [spec])
+        _watch(lambda: [*once().read], [spec])
     outcome = once()
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
@@ -652,7 +652,7 @@ def _watch_gate(once: Any, paths: list[Path] | None, lock: Path | None,
 
     def read() -> list[Path | str]:
         result = once()
-        return [*(f for o in result.outcomes for f in [o.spec, *o.sources])]
+        return [*(f for o in result.outcomes for f in [o.spec, *o.read])]
 
     _watch(read, [p for p in base if not p.is_dir()], [p for p in named if p.is_dir()])
 

@@ -56,6 +56,7 @@ class Outcome:
 
     spec: str
     sources: dict[str, str] = field(default_factory=dict)  # every file read, for error carets
+    read: set[str] = field(default_factory=set)  # every file it tried to read (for --watch)
     parsed: Spec | None = None
     built: Built | None = None  # compiled; materialised once the dry run has gone through
     result: InferResult | None = None
@@ -88,10 +89,11 @@ class Outcome:
 def run(request: Request) -> Outcome:
     """Run the pipeline up to `request.stage`. Spec and dry-run errors end up in the outcome;
     a request that cannot run raises UsageError."""
-    outcome = Outcome(str(request.spec))
+    outcome = Outcome(str(request.spec), read={str(request.spec)})
     progress.note(f"{request.spec}: reading")
     try:
         outcome.parsed = parse(request, outcome.sources)
+        outcome.read.update(outcome.parsed.read)
         if request.stage == "parse":  # its problems are in outcome.parsed.problems
             return outcome
         with _gc_paused():

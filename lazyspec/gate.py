@@ -43,6 +43,7 @@ class RunOutcome:
     lock_status: str = "ok"  # ok | changed | missing | updated | not-checked
     ran: list[str] | None = None
     sources: dict[str, str] = field(default_factory=dict)  # texts its diagnostics point into
+    read: set[str] = field(default_factory=set)  # files the run tried to read (--watch)
     checkpoint: WeightsReport | None = None  # the run's `checkpoint`, when `check` compared it
 
     @property
@@ -186,6 +187,7 @@ def run_one(spec: Path, run: RunConfig, key_root: Path, options: GateOptions,
     outcome.result = done.result if done.error is None else None
     outcome.diagnostics.extend(done.diagnostics)
     outcome.ran, outcome.sources = done.ran, done.sources
+    outcome.read = done.read
     if run.checkpoint is not None and options.checkpoints and outcome.result is not None:
         _check_checkpoint(outcome, done, spec)
     return outcome

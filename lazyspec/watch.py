@@ -1,10 +1,12 @@
 """`--watch`: run a command, then run it again whenever a file it read changes.
 
-The command's run (`once`) returns what it read: the engine's `Outcome.sources` (the spec and
-every file it includes), plus whatever else the command names (the lock file, pyproject.toml,
-folders of specs). This module waits for a change to one of them with `watchfiles` (inotify,
-FSEvents or ReadDirectoryChangesW underneath), lets a burst of writes settle, and runs again in
-the same process, so torch is imported once and a re-run costs what the dry run costs.
+The command's run (`once`) returns what it read: the engine's `Outcome.read` (the spec and
+every file it includes, also one it tried and failed to read or parse: a missing include is
+watched until it comes back), plus whatever else the command names (the lock file,
+pyproject.toml, folders of specs). This module waits for a change to one of them with
+`watchfiles` (inotify, FSEvents or ReadDirectoryChangesW underneath), lets a burst of writes
+settle, and runs again in the same process, so torch is imported once and a re-run costs
+what the dry run costs.
 
 - Folders are watched, not files: an editor that saves by writing a new file and renaming it
   over the old one (or deleting and re-creating it) replaces the file a file watch would follow.

@@ -360,3 +360,61 @@ def test_check_watch_follows_includes_and_new_specs(
 def test_watch_and_update_do_not_mix(cli) -> None:
     r = cli("check", "--watch", "--update", "specs/mlp.yaml")
     assert r.code == 2 and "--watch cannot be combined with --update" in r.stderr
+
+
+def test_infer_watch_keeps_watching_an_include_that_went_missing(
+        tmp_path: Path, watching: Callable[[list[str], Path], Watching]) -> None:
+    """An include moved away fails the run (LS140); writing it again runs again, without a
+    touch of the spec: a file the run tried and failed to read is still watched."""
+    (tmp_path / "lib").mkdir()
+    common = tmp_path / "lib" / "common.yaml"
+    common.write_text("params: {d: 8}\n")
+    (tmp_path / "m.yaml").write_text("include: [lib/common.yaml]\nlayers:\n  - LazyLinear(d)\n")
+    w = watching(["infer", "m.yaml", "--input", "2,4", "--watch"], tmp_path)
+    assert "output: [2, 8]" in w.redraw("the first run")
+    common.rename(tmp_path / "common.yaml.bak")
+    shown = w.redraw("the run without the include")
+    assert "LS140" in shown and "output:" not in shown
+    assert "watching 2 files" in w.seen[-1]  # the spec and the missing include
+    common.write_text("params: {d: 12}\n")
+    assert "output: [2, 12]" in w.redraw("the run after the include came back")
+    common.write_text("params: {d: [\n")  # an include that is read but does not parse
+    assert "common.yaml" in w.redraw("the run of the broken include")
+    common.write_text("params: {d: 6}\n")
+    assert "output: [2, 6]" in w.redraw("the run after the include was fixed")
+    code, rest = w.interrupt()
+    assert code == 130 and "Traceback" not in "".join(w.seen) + rest
+
+
+def test_a_run_records_the_includes_it_could_not_read_or_parse(tmp_path: Path) -> None:
+    """`Outcome.read`, what `--watch` watches: every file tried, also those that failed (a
+    missing include, a FIFO, one that does not parse) and those a good include names."""
+    from lazyspec import engine
+
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "good.yaml").write_text("include: [deep.yaml]\nparams: {d: 8}\n")
+    (tmp_path / "lib" / "deep.yaml").write_text("params: {e: 2}\n")
+    (tmp_path / "lib" / "broken.yaml").write_text("params: {d: [\n")
+    os.mkfifo(tmp_path / "lib" / "pipe.yaml")
+    spec = tmp_path / "m.yaml"
+    spec.write_text("include: [lib/good.yaml, lib/gone.yaml, lib/broken.yaml, lib/pipe.yaml]\n"
+                    "layers:\n  - LazyLinear(d)\n")
+    outcome = engine.run(engine.Request(spec, stage="parse"))
+    assert outcome.parsed is not None
+    codes = {d.code for d in outcome.parsed.problems}
+    assert "LS140" in codes
+    assert {Path(p).name for p in outcome.read} == {
+        "m.yaml", "good.yaml", "deep.yaml", "gone.yaml", "broken.yaml", "pipe.yaml"}
+
+
+def test_check_watch_runs_again_when_a_missing_include_appears(
+        tmp_path: Path, watching: Callable[[list[str], Path], Watching]) -> None:
+    (tmp_path / "m.yaml").write_text("include: [widths.yaml]\nlayers:\n  - LazyLinear(d)\n")
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.lazyspec]\n[[tool.lazyspec.run]]\nspec = 'm.yaml'\ninputs = ['2,4']\n")
+    w = watching(["check", "--watch", "-j", "1", "m.yaml"], tmp_path)
+    assert "LS140" in w.redraw("the first run, without the include")
+    (tmp_path / "widths.yaml").write_text("params: {d: 16}\n")
+    assert "[2, 16]" in w.redraw("the run after the include was written")
+    code, rest = w.interrupt()
+    assert code == 130 and "Traceback" not in "".join(w.seen) + rest

@@ -107,4 +107,5 @@ class Spec:
     ties: list[Tie]
     includes: list[tuple[str, Location]] = field(default_factory=list)  # relative path, where
     sources: dict[str, str] = field(default_factory=dict)  # path -> text, for error carets
+    read: set[str] = field(default_factory=set)  # paths tried, also unreadable: for --watch
     problems: list[Diagnostic] = field(default_factory=list)  # static errors found so far

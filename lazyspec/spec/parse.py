@@ -553,6 +553,7 @@ def _parse_with_includes(path: Path, root: Path, stack: list[Path], depth: int,
     parser = _Parser(display, text, included=at is not None)
     spec = parser.spec(tree)
     spec.sources[display] = text
+    spec.read.add(display)
     spec.problems.extend(parser.problems)
     real = resolved(path)
     own_params, own_blocks, own_scales = spec.params, spec.blocks, spec.scales
@@ -569,6 +570,7 @@ def _parse_with_includes(path: Path, root: Path, stack: list[Path], depth: int,
             spec.problems.append(Diagnostic(problem[0], problem[1], loc, hint=problem[2]))
             continue
         key = resolved(target)
+        spec.read.add(str(target))  # also when it cannot be read or parsed: --watch waits for it
         if key in done:  # already read for this spec: its problems are reported once
             sub = done[key]
         else:
@@ -580,6 +582,7 @@ def _parse_with_includes(path: Path, root: Path, stack: list[Path], depth: int,
             done[key] = sub
             spec.problems.extend(sub.problems)
         spec.sources.update(sub.sources)
+        spec.read.update(sub.read)
         included_params.update(sub.params)
         included_blocks.update(sub.blocks)
         included_scales.update(sub.scales)
