@@ -146,3 +146,16 @@ def test_a_column_on_a_long_line_is_found_without_walking_its_characters(monkeyp
 def test_the_size_cap_counts_bytes() -> None:
     assert not server.too_large("x" * MAX_FILE_BYTES)
     assert server.too_large("é" * (MAX_FILE_BYTES // 2 + 1))  # 2 bytes each in UTF-8
+
+
+def test_a_missing_include_is_among_the_files_a_save_reruns_for(tmp_path: Path) -> None:
+    """Saving an include that was missing (or broken) re-analyses the specs that include it:
+    the analysis lists it among its sources, as `--watch` watches it."""
+    from lazyspec.lsp.analysis import Job, analyze
+
+    spec = tmp_path / "m.yaml"
+    text = "include: [lib/common.yaml]\ninputs: {x: [2, 4]}\nlayers:\n  - LazyLinear(4)\n"
+    spec.write_text(text, encoding="utf-8")
+    found = analyze(Job(spec.as_uri(), 1, str(spec), text))
+    assert any(d.code == "LS140" for d in found.diagnostics)
+    assert str(tmp_path / "lib" / "common.yaml") in found.sources

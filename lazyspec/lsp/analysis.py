@@ -79,7 +79,7 @@ def _analyze(job: Job, found: Analysis) -> None:
         if any(d.code == "LS110" for d in problems) and not _declared(job.text):
             return  # not a spec at all (a CI workflow, a config): an editor sends every YAML
         found.diagnostics += [d for d in problems if d.code != "LS112"]
-        found.sources = _absolute(outcome.sources)
+        found.sources = _absolute([*outcome.sources, *outcome.read])
         return
     try:
         outcome = engine.run(request)
@@ -91,7 +91,7 @@ def _analyze(job: Job, found: Analysis) -> None:
 
 
 def _collect(outcome: Outcome, found: Analysis) -> None:
-    found.sources = _absolute(outcome.sources)
+    found.sources = _absolute([*outcome.sources, *outcome.read])
     if outcome.result is not None:
         found.nodes, found.params = outcome.result.nodes, outcome.result.params
     if outcome.built is not None:
@@ -167,8 +167,9 @@ def _declared(text: str) -> bool:
     return any(line.startswith("lazyspec:") for line in text.splitlines())
 
 
-def _absolute(sources: dict[str, str]) -> list[str]:
-    return [os.path.abspath(p) for p in sources]
+def _absolute(paths: list[str]) -> list[str]:
+    """The files a run read or tried to read (a missing include: saving it re-runs the spec)."""
+    return list(dict.fromkeys(os.path.abspath(p) for p in paths))
 
 
 def signatures(spec: Spec, allow: tuple[str, ...]) -> dict[str, str]:
