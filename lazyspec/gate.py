@@ -214,8 +214,8 @@ def _key_root(lock_path: Path) -> Path:
     through a link in another folder (`alt/link.lock -> ../lazyspec.lock`) holds the same keys
     as the file it is (its write replaces the link's target)."""
     try:
-        if lock_path.is_symlink() and resolved(lock_path).is_file():
-            return resolved(lock_path).parent
+        if lock_path.is_symlink() and (target := resolved(lock_path)).is_file():
+            return target.parent
     except OSError:  # a link loop: the read or the write says so
         pass
     return lock_path.parent

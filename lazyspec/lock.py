@@ -206,12 +206,15 @@ def _lines_data(text: str) -> dict[str, Any] | None:
 
 
 def _bounded_int(text: str) -> int:
-    """An integer of the fast reader, at most 256 bits as the YAML reader allows (ValueError
-    otherwise: the text then goes to the YAML reader, which says where)."""
-    if len(text.lstrip("-").lstrip("0")) > 78:  # 2**256 has 78 digits
+    """An integer of the fast reader, at most MAX_INT_BITS as the YAML reader allows
+    (ValueError otherwise: the text then goes to the YAML reader, which says where)."""
+    from lazyspec.spec.expr import MAX_INT_BITS
+
+    # digits counted first: Python will not even read a decimal of over 4,300 digits
+    if len(text.lstrip("-").lstrip("0")) > len(str(2**MAX_INT_BITS)):
         raise ValueError("integer too large")
     value = int(text)
-    if value.bit_length() > 256:
+    if value.bit_length() > MAX_INT_BITS:
         raise ValueError("integer too large")
     return value
 

@@ -21,7 +21,7 @@ import yaml
 
 from lazyspec import __version__
 from lazyspec.config import MAX_PYPROJECT_BYTES
-from lazyspec.fileio import read_capped
+from lazyspec.fileio import FileTooLarge, read_capped
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -206,8 +206,6 @@ def _pre_commit(root: Path, force: bool) -> Step:
 def _existing(path: Path) -> str | Step:
     """The text of a project file that lazyspec adds to: a regular file of at most 1 MB (a FIFO
     would block, /dev/zero would never end); a Step that refuses it otherwise."""
-    from lazyspec.fileio import FileTooLarge
-
     try:
         return read_capped(path, MAX_PYPROJECT_BYTES).decode("utf-8")
     except FileTooLarge:
